@@ -1,0 +1,113 @@
+"""Cell structure graph (METHOD.md §2): PCA, Euclidean kNN, symmetrised by union."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger("scdsec")
+
+KnnMethod = Literal["auto", "exact", "approximate"]
+
+
+def pca(x: np.ndarray, n_components: int = 50, seed: int = 0) -> np.ndarray:
+    """Principal components of ``x`` (cells × features), capped at the data's rank."""
+    from sklearn.decomposition import PCA
+
+    n = min(int(n_components), x.shape[0] - 1, x.shape[1])
+    return PCA(n_components=n, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def knn_indices(
+    x: np.ndarray,
+    n_neighbors: int,
+    *,
+    method: KnnMethod = "auto",
+    exact_max_cells: int = 50_000,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Indices of each cell's ``n_neighbors`` nearest other cells (Euclidean).
+
+    ``auto`` is exact up to ``exact_max_cells`` cells and uses pynndescent's
+    approximate index above that.
+    """
+    n = x.shape[0]
+    if n_neighbors >= n:
+        raise ValueError(f"n_neighbors={n_neighbors} needs more than {n} cells")
+    exact = method == "exact" or (method == "auto" and n <= exact_max_cells)
+    if exact:
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=n_neighbors + 1, n_jobs=n_jobs).fit(x)
+        _, idx = nn.kneighbors(x)
+    else:
+        from pynndescent import NNDescent
+
+        index = NNDescent(
+            x, n_neighbors=n_neighbors + 1, metric="euclidean", random_state=seed,
+            n_jobs=n_jobs or -1,
+        )
+        idx, _ = index.neighbor_graph
+    # Drop each cell itself (usually column 0, but duplicates of a cell may come first).
+    out = np.empty((n, n_neighbors), dtype=np.int64)
+    for i, row in enumerate(idx):
+        row = row[row != i]
+        out[i] = row[:n_neighbors]
+    return out
+
+
+def knn_adjacency(neighbors: np.ndarray) -> sp.csr_matrix:
+    """Binary adjacency A from neighbour lists, symmetrised by union, without self loops."""
+    n, k = neighbors.shape
+    rows = np.repeat(np.arange(n), k)
+    a = sp.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, neighbors.ravel())), shape=(n, n))
+    a = a.maximum(a.T).tocsr()
+    a.setdiag(0)
+    a.eliminate_zeros()
+    a.data[:] = 1.0
+    a.sort_indices()
+    return a
+
+
+def build_knn_graph(
+    adata: ad.AnnData,
+    *,
+    n_neighbors: int = 50,
+    n_pcs: int = 50,
+    method: KnnMethod = "auto",
+    exact_max_cells: int = 50_000,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> ad.AnnData:
+    """PCA of ``adata.X`` and the symmetrised Euclidean kNN graph on it.
+
+    Returns a copy with ``obsm['X_pca']``, ``obsp['knn']`` (binary, symmetric, sparse,
+    no self loops; self loops are added when the GCN propagates) and
+    ``uns['scdsec_graph']`` (settings and edge count).
+    """
+    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    x_pca = pca(x, n_pcs, seed=seed)
+    neighbors = knn_indices(
+        x_pca, n_neighbors, method=method, exact_max_cells=exact_max_cells, seed=seed, n_jobs=n_jobs
+    )
+    a = knn_adjacency(neighbors)
+    out = adata.copy()
+    out.obsm["X_pca"] = x_pca
+    out.obsp["knn"] = a
+    out.uns["scdsec_graph"] = {
+        "n_neighbors": int(n_neighbors),
+        "n_pcs": int(x_pca.shape[1]),
+        "method": "exact" if method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells) else "approximate",
+        "n_edges": int(a.nnz // 2),
+        "seed": int(seed),
+    }
+    logger.info(
+        "Graph: %d cells, K=%d, %d undirected edges (%.1f per cell)",
+        a.shape[0], n_neighbors, a.nnz // 2, a.nnz / a.shape[0],
+    )
+    return out

@@ -1,0 +1,866 @@
+"""Read raw single-cell count matrices from the common file layouts into AnnData.
+
+Every reader returns cells × genes raw counts as a float32 CSR matrix, with unique string
+names, and raises :class:`scdsec.InputError` (one line, naming the file and the problem) on
+input it cannot use. Formats are recognised from the file's content, never from its name.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import io
+import logging
+import posixpath
+import re
+import tarfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+from anndata.utils import make_index_unique
+
+from .._errors import InputError
+
+__all__ = ["FORMATS", "detect_format", "read_counts"]
+
+_log = logging.getLogger(__name__)
+
+#: Values of ``format`` that :func:`read_counts` accepts besides ``"auto"``.
+FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+_MTX_MAGIC = b"%%MatrixMarket"
+_HEAD_BYTES = 1 << 16
+# Dense matrices are read in blocks of about this many values (32 MiB as float64).
+_BLOCK_VALUES = 1 << 22
+
+_MATRIX_FILES = ("matrix.mtx.gz", "matrix.mtx")
+_FEATURE_FILES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
+_BARCODE_FILES = ("barcodes.tsv.gz", "barcodes.tsv")
+_GENE_EXPRESSION = "Gene Expression"
+
+# Name patterns used to orient a CSV/TSV table (see read_counts).
+_BARCODE = re.compile(r"[ACGT]{10,}")
+_GENE_ID = re.compile(r"ENS[A-Z]*G\d{6,}")
+
+
+@dataclass
+class _Parsed:
+    """What a format reader found, before the common checks and naming."""
+
+    X: sp.csr_matrix
+    obs_names: list[str] | None = None
+    var_names: list[str] | None = None
+    obs: pd.DataFrame | None = None
+    var: pd.DataFrame | None = None
+    # Keys a ``labels``/``metadata_columns`` entry may name (default: the obs columns).
+    available: list[str] | None = None
+
+
+def read_counts(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    labels: str | None = None,
+    metadata_columns: Sequence[str] = (),
+    cells_as: str = "auto",
+) -> ad.AnnData:
+    """Read a raw count matrix as cells × genes AnnData.
+
+    Parameters
+    ----------
+    path
+        A file, a folder or an archive (see :func:`detect_format` for the layouts).
+    format
+        ``"auto"`` (detect from the content) or one of :data:`FORMATS`.
+    labels
+        Where the true cell types are: an ``obs`` column (h5ad, Cell BLAST), a CSV/TSV
+        column (or row, when cells are columns), or a top-level dataset such as ``Y``
+        (X/Y HDF5). Copied to ``obs["label"]`` as a categorical of strings (integer codes
+        become their decimal strings). 10x files carry no labels.
+    metadata_columns
+        Non-count columns of a CSV/TSV table that describe cells; they go to ``obs``
+        instead of ``X``. For other formats, names that must exist among the cell
+        annotations (which are all kept in ``obs``).
+    cells_as
+        CSV/TSV only: ``"rows"``, ``"columns"`` or ``"auto"``. The ``"auto"`` rule, first
+        match wins:
+
+        1. ``labels`` or a ``metadata_columns`` name is in the header ⇒ cells are rows;
+           in the first column ⇒ cells are columns.
+        2. Names that look like cell barcodes (a run of ≥ 10 of A/C/G/T) fill at least
+           half of the header, or Ensembl gene ids (``ENS…G000…``) half of the first
+           column ⇒ cells are columns; the converse ⇒ cells are rows.
+        3. The first column holds non-numeric names and the table has more rows than
+           columns ⇒ cells are columns (a genes × cells table); otherwise cells are rows.
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X`` a float32 :class:`scipy.sparse.csr_matrix` of whole non-negative counts;
+        unique ``obs_names``/``var_names`` (``cell_<i>``/``gene_<i>`` where the file has
+        none; duplicates get ``-1``, ``-2``, … suffixes and a warning); the file's cell and
+        gene annotations in ``obs``/``var`` (10x: ``var["gene_ids"]``, gene symbols as
+        names, only "Gene Expression" features); ``obs["label"]`` if ``labels`` is given;
+        ``uns["scdsec_source"] = {"path": ..., "format": ...}``.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, unknown layout, empty matrix, negative or non-integer
+        values, non-numeric columns not listed in ``metadata_columns``, or a ``labels`` /
+        ``metadata_columns`` key that is not in the file.
+    """
+    path = Path(path)
+    if cells_as not in ("auto", "rows", "columns"):
+        raise InputError(f"{path}: cells_as={cells_as!r}; expected 'auto', 'rows' or 'columns'")
+    if isinstance(metadata_columns, str):
+        metadata_columns = (metadata_columns,)
+    requested = ([labels] if labels is not None else []) + list(metadata_columns)
+    if format == "auto":
+        fmt = detect_format(path)
+    elif format in FORMATS:
+        fmt = format
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+    else:
+        raise InputError(f"{path}: unknown format {format!r}; expected 'auto' or one of {FORMATS}")
+    try:
+        if fmt in ("csv", "tsv"):
+            parsed = _read_table(path, "\t" if fmt == "tsv" else ",", cells_as, requested)
+        else:
+            parsed = _READERS[fmt](path)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise InputError(f"{path}: cannot read as {fmt}: {_one_line(exc)}") from exc
+    return _finish(path, fmt, parsed, labels, requested)
+
+
+def detect_format(path: str | Path) -> str:
+    """Recognise a count file's layout from its content.
+
+    Rules, in order:
+
+    - a folder holding ``matrix.mtx(.gz)`` (in it or a subfolder) with
+      ``features.tsv(.gz)`` or ``genes.tsv(.gz)`` and ``barcodes.tsv(.gz)`` beside it, or a
+      zip / tar / tar.gz archive (ustar magic at offset 257, possibly inside gzip) holding
+      one: ``10x_mtx``; so is a Matrix Market file itself (``%%MatrixMarket``, maybe
+      gzipped), whose annotation files sit beside it;
+    - HDF5 (``\\x89HDF``): group ``matrix`` with ``data``/``indices``/``indptr``/``shape``/
+      ``barcodes``/``features`` (10x v3), or a genome-named group with ``genes`` (10x v2):
+      ``10x_h5``; ``X``, ``obs``, ``var`` with AnnData encoding attributes: ``h5ad``;
+      ``exprs``, ``obs_names``, ``var_names``: ``cellblast_h5``; a 2-D top-level dataset
+      ``X``: ``xy_h5``;
+    - UTF-8 text (plain, gzip, or the only file of a zip) whose first line has tabs:
+      ``tsv``; commas: ``csv`` (whichever separator is more frequent).
+
+    Parameters
+    ----------
+    path
+        File, folder or archive.
+
+    Returns
+    -------
+    str
+        One of :data:`FORMATS`.
+
+    Raises
+    ------
+    InputError
+        The path does not exist, cannot be read, or matches none of the rules.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    try:
+        if path.is_dir():
+            with _mtx_source(path) as (names, _, _):
+                _find_matrix(names, path)
+            return "10x_mtx"
+        container, head = _content_head(path)
+        if container == "plain" and (head.startswith(_HDF5_MAGIC) or h5py.is_hdf5(path)):
+            return _detect_hdf5(path)
+        if container == "zip":
+            return _detect_zip(path)
+        if _is_tar(head):
+            with _mtx_source(path) as (names, _, _):
+                _find_matrix(names, path)
+            return "10x_mtx"
+        if head.startswith(_HDF5_MAGIC):
+            raise InputError(f"{path}: gzip-compressed HDF5; decompress it first")
+        return _detect_text(head, path)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise InputError(f"{path}: cannot read: {_one_line(exc)}") from exc
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _content_head(path: Path) -> tuple[str, bytes]:
+    """Return the container (``plain``, ``gzip``, ``zip``) and the first bytes of the content."""
+    with path.open("rb") as fh:
+        raw = fh.read(_HEAD_BYTES)
+    if raw.startswith(_GZIP_MAGIC):
+        with gzip.open(path, "rb") as fh:
+            return "gzip", fh.read(_HEAD_BYTES)
+    if raw.startswith(_ZIP_MAGIC):
+        return "zip", raw
+    return "plain", raw
+
+
+def _is_tar(head: bytes) -> bool:
+    return head[257:262] == b"ustar"
+
+
+def _detect_text(head: bytes, path: Path) -> str:
+    if head.startswith(_MTX_MAGIC):
+        return "10x_mtx"
+    unknown = (
+        f"{path}: unrecognised format (not HDF5, a 10x matrix folder/archive, "
+        "nor CSV/TSV text)"
+    )
+    if not head.strip():
+        raise InputError(f"{path}: empty file")
+    if b"\x00" in head:
+        raise InputError(unknown)
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        raise InputError(unknown) from None
+    first_line = text.splitlines()[0] if text.strip() else ""
+    tabs, commas = first_line.count("\t"), first_line.count(",")
+    if tabs == commas == 0:
+        raise InputError(unknown)
+    return "tsv" if tabs >= commas else "csv"
+
+
+def _detect_hdf5(path: Path) -> str:
+    with h5py.File(path, "r") as f:
+        keys = sorted(f.keys())
+        if _is_10x_group(f.get("matrix")):
+            return "10x_h5"
+        if {"X", "obs", "var"} <= set(keys) and _is_anndata(f):
+            return "h5ad"
+        if {"exprs", "obs_names", "var_names"} <= set(keys):
+            return "cellblast_h5"
+        x = f.get("X")
+        if isinstance(x, h5py.Dataset) and x.ndim == 2:
+            return "xy_h5"
+        if any(_is_10x_group(f[k]) for k in keys):
+            return "10x_h5"
+    raise InputError(f"{path}: HDF5 file with an unrecognised layout (top-level keys: {keys})")
+
+
+def _is_10x_group(group: object) -> bool:
+    return (
+        isinstance(group, h5py.Group)
+        and {"data", "indices", "indptr", "shape", "barcodes"} <= set(group.keys())
+        and ("features" in group or "genes" in group)
+    )
+
+
+def _is_anndata(f: h5py.File) -> bool:
+    obs = f["obs"]
+    if _attr(f, "encoding-type") == "anndata":
+        return True
+    if isinstance(obs, h5py.Dataset):  # anndata < 0.7 stored obs as a compound dataset
+        return obs.dtype.names is not None
+    return "encoding-type" in obs.attrs or "_index" in obs.attrs
+
+
+def _attr(obj: h5py.HLObject, name: str) -> str | None:
+    value = obj.attrs.get(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _detect_zip(path: Path) -> str:
+    with zipfile.ZipFile(path) as zf:
+        names = _zip_names(zf)
+        if any(posixpath.basename(n) in _MATRIX_FILES for n in names):
+            return "10x_mtx"
+        if len(names) == 1:
+            with zf.open(names[0]) as fh:
+                return _detect_text(fh.read(_HEAD_BYTES), path)
+    raise InputError(f"{path}: zip archive of {len(names)} files, none of them matrix.mtx(.gz)")
+
+
+def _zip_names(zf: zipfile.ZipFile) -> list[str]:
+    return [
+        n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")
+    ]
+
+
+# --------------------------------------------------------------------------- common
+
+
+def _finish(
+    path: Path, fmt: str, parsed: _Parsed, labels: str | None, requested: list[str]
+) -> ad.AnnData:
+    """Check the matrix, name cells and genes, attach labels and provenance."""
+    X = parsed.X
+    n_cells, n_genes = X.shape
+    if n_cells == 0 or n_genes == 0:
+        raise InputError(f"{path}: empty count matrix ({n_cells} cells × {n_genes} genes)")
+    if X.nnz == 0:
+        raise InputError(f"{path}: the count matrix ({n_cells} × {n_genes}) is all zero")
+    obs_names = _unique_names(parsed.obs_names, n_cells, "cell", path)
+    var_names = _unique_names(parsed.var_names, n_genes, "gene", path)
+    obs = pd.DataFrame(index=obs_names) if parsed.obs is None else parsed.obs.set_axis(obs_names)
+    var = pd.DataFrame(index=var_names) if parsed.var is None else parsed.var.set_axis(var_names)
+    for key in requested:
+        if key not in obs.columns:
+            available = obs.columns if parsed.available is None else parsed.available
+            what = "label key" if key == labels else "metadata column"
+            raise InputError(
+                f"{path}: {what} {key!r} not found; available keys: {_list_keys(available)}"
+            )
+    if labels is not None:
+        obs["label"] = _as_labels(obs[labels])
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata.uns["scdsec_source"] = {"path": str(path), "format": fmt}
+    return adata
+
+
+def _unique_names(names: list[str] | None, n: int, what: str, path: Path) -> pd.Index:
+    if names is None:
+        return pd.Index([f"{what}_{i}" for i in range(n)])
+    if len(names) != n:
+        raise InputError(f"{path}: {len(names)} {what} names for {n} {what}s in the matrix")
+    index = pd.Index([str(name) for name in names])
+    n_dup = int(index.duplicated().sum())
+    if n_dup:
+        warnings.warn(
+            f"{path}: {n_dup} duplicated {what} names made unique by appending '-1', '-2', ...",
+            UserWarning,
+            stacklevel=4,
+        )
+        index = make_index_unique(index)
+    return index
+
+
+def _list_keys(keys: Sequence[str], limit: int = 20) -> str:
+    keys = [str(k) for k in keys]
+    if not keys:
+        return "none"
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _as_labels(values: pd.Series) -> pd.Categorical:
+    """Labels as a categorical of strings; numeric codes keep their numeric order."""
+    s = values.reset_index(drop=True)
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if pd.api.types.is_float_dtype(s) and bool((s.dropna() % 1 == 0).all()):
+        s = s.astype("Int64")
+    present = s.dropna()
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        order = [str(v) for v in sorted(present.unique())]
+    else:
+        order = sorted(present.astype(str).unique())
+    strings = [None if pd.isna(v) else str(v) for v in s]
+    return pd.Categorical(strings, categories=order)
+
+
+def _check_counts(values: np.ndarray, path: Path) -> None:
+    """Raise unless ``values`` are finite, whole and non-negative."""
+    if values.size == 0 or values.dtype.kind in "ub":
+        return
+    if values.dtype.kind not in "if":
+        raise InputError(f"{path}: the count matrix has non-numeric type {values.dtype}")
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise InputError(f"{path}: the count matrix has NaN or infinite values")
+    low = values.min()
+    if low < 0:
+        raise InputError(
+            f"{path}: negative values in the count matrix (min {low}); expected raw counts"
+        )
+    if values.dtype.kind == "f":
+        fractional = values[np.rint(values) != values]
+        if fractional.size:
+            raise InputError(
+                f"{path}: non-integer values in the count matrix (e.g. {fractional[0]}); "
+                "it looks normalised, not raw counts"
+            )
+
+
+def _csr32(matrix: sp.spmatrix | np.ndarray, path: Path) -> sp.csr_matrix:
+    """Check counts and convert to a canonical float32 CSR matrix."""
+    if sp.issparse(matrix):
+        _check_counts(matrix.data, path)
+        out = sp.csr_matrix(matrix, dtype=np.float32)
+    else:  # check only the non-zero values: count matrices are mostly zeros
+        dense = np.asarray(matrix)
+        rows, cols = np.nonzero(dense)
+        values = dense[rows, cols]
+        _check_counts(values, path)
+        out = sp.csr_matrix((values.astype(np.float32), (rows, cols)), shape=dense.shape)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    return out
+
+
+def _dense_to_csr(dset: h5py.Dataset, transpose: bool, path: Path) -> sp.csr_matrix:
+    """Read a dense 2-D dataset block by block into float32 CSR (cells along ``axis``)."""
+    axis = 1 if transpose else 0
+    n, width = dset.shape[axis], dset.shape[1 - axis]
+    step = max(1, _BLOCK_VALUES // max(width, 1))
+    if dset.chunks:  # whole HDF5 chunks per block, so each is decompressed once
+        chunk = dset.chunks[axis]
+        step = max(chunk, step // chunk * chunk)
+    blocks = [sp.csr_matrix((0, width), dtype=np.float32)]
+    for start in range(0, n, step):
+        block = dset[:, start : start + step].T if transpose else dset[start : start + step]
+        blocks.append(_csr32(block, path))
+    return sp.vstack(blocks, format="csr")
+
+
+def _decoded(values: np.ndarray) -> np.ndarray:
+    """Byte strings (fixed or variable length) as ``str``; other values unchanged."""
+    if values.dtype.kind == "S":
+        return np.char.decode(values, "utf-8").astype(object)
+    if values.dtype.kind == "O":
+        return np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else v for v in values], dtype=object
+        )
+    return values
+
+
+def _names(values: np.ndarray) -> list[str]:
+    return [str(v) for v in _decoded(np.asarray(values))]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- HDF5 readers
+
+
+def _read_h5ad(path: Path) -> _Parsed:
+    with warnings.catch_warnings():  # duplicated names get our own warning in _finish
+        warnings.filterwarnings("ignore", message=r".* names are not unique")
+        adata = ad.read_h5ad(path)
+    if adata.X is None:
+        raise InputError(f"{path}: the h5ad file has no X matrix")
+    return _Parsed(
+        X=_csr32(adata.X, path),
+        obs_names=list(adata.obs_names),
+        var_names=list(adata.var_names),
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+    )
+
+
+def _read_10x_h5(path: Path) -> _Parsed:
+    with h5py.File(path, "r") as f:
+        if _is_10x_group(f.get("matrix")):
+            g = f["matrix"]
+            ids, names = g["features/id"][()], g["features/name"][()]
+            types = g["features/feature_type"][()] if "feature_type" in g["features"] else None
+        else:
+            genomes = [k for k in f if _is_10x_group(f[k])]
+            if len(genomes) != 1:
+                raise InputError(
+                    f"{path}: 10x HDF5 with {len(genomes)} genome groups {genomes}; expected one"
+                )
+            g = f[genomes[0]]
+            ids, names, types = g["genes"][()], g["gene_names"][()], None
+        n_genes, n_cells = (int(v) for v in g["shape"][()])
+        data = g["data"][()]
+        _check_counts(data, path)
+        # CSC genes × cells is CSR cells × genes with the same three arrays.
+        X = sp.csr_matrix(
+            (data.astype(np.float32), g["indices"][()], g["indptr"][()]), shape=(n_cells, n_genes)
+        )
+        barcodes = _names(g["barcodes"][()])
+    feature_types = None if types is None else _names(types)
+    return _tenx(path, X, barcodes, _names(ids), _names(names), feature_types)
+
+
+def _tenx(
+    path: Path,
+    X: sp.csr_matrix,
+    barcodes: list[str],
+    ids: list[str],
+    names: list[str],
+    types: list[str] | None,
+) -> _Parsed:
+    """Keep Gene Expression features; symbols become names, ids go to ``var``."""
+    if len(ids) != X.shape[1]:
+        raise InputError(f"{path}: {len(ids)} features for {X.shape[1]} matrix rows")
+    var = pd.DataFrame({"gene_ids": ids})
+    if types is not None:
+        var["feature_types"] = types
+        keep = np.asarray(types) == _GENE_EXPRESSION
+        if not keep.all():
+            dropped = sorted(set(np.asarray(types)[~keep]))
+            _log.info(
+                "%s: dropped %d features that are not %r (%s)",
+                path, int((~keep).sum()), _GENE_EXPRESSION, ", ".join(dropped),
+            )
+            X, var = X[:, keep], var[keep].reset_index(drop=True)
+            names = [name for name, k in zip(names, keep, strict=True) if k]
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    return _Parsed(X=X, obs_names=barcodes, var_names=names, var=var, available=[])
+
+
+def _read_xy_h5(path: Path) -> _Parsed:
+    with h5py.File(path, "r") as f:
+        x = f["X"]
+        annotations = {
+            k: f[k] for k in f if k != "X" and isinstance(f[k], h5py.Dataset) and f[k].ndim == 1
+        }
+        lengths = {len(d) for d in annotations.values()}
+        rows, cols = x.shape
+        # Written genes × cells (e.g. from R): the annotations match the second axis only.
+        transpose = rows != cols and cols in lengths and rows not in lengths
+        if transpose:
+            _log.info("%s: X is stored genes × cells; transposing", path)
+        X = _dense_to_csr(x, transpose, path)
+        obs = pd.DataFrame(
+            {k: _decoded(d[()]) for k, d in annotations.items() if len(d) == X.shape[0]}
+        )
+    return _Parsed(X=X, obs=obs, available=list(annotations))
+
+
+def _read_cellblast_h5(path: Path) -> _Parsed:
+    with h5py.File(path, "r") as f:
+        obs_names, var_names = _names(f["obs_names"][()]), _names(f["var_names"][()])
+        n_obs, n_var = len(obs_names), len(var_names)
+        exprs = f["exprs"]
+        if isinstance(exprs, h5py.Group):
+            X = _cellblast_sparse(exprs, n_obs, n_var, path)
+        elif exprs.shape in ((n_obs, n_var), (n_var, n_obs)):
+            X = _dense_to_csr(exprs, exprs.shape != (n_obs, n_var), path)
+        else:
+            raise InputError(
+                f"{path}: exprs has shape {exprs.shape} but there are {n_obs} obs_names "
+                f"and {n_var} var_names"
+            )
+        obs, obs_keys = _group_frame(f.get("obs"), n_obs)
+        var, _ = _group_frame(f.get("var"), n_var)
+    return _Parsed(
+        X=X, obs_names=obs_names, var_names=var_names, obs=obs, var=var, available=obs_keys
+    )
+
+
+def _cellblast_sparse(group: h5py.Group, n_obs: int, n_var: int, path: Path) -> sp.csr_matrix:
+    """Cell BLAST stores CSR cells × genes; accept the transposed layout too.
+
+    The orientation is taken from ``indptr``'s length compared with the numbers of
+    ``obs_names`` and ``var_names``, not from the stored ``shape``.
+    """
+    data, indices, indptr = group["data"][()], group["indices"][()], group["indptr"][()]
+    _check_counts(data, path)
+    if len(indptr) - 1 == n_obs:
+        shape, transpose = (n_obs, n_var), False
+    elif len(indptr) - 1 == n_var:
+        shape, transpose = (n_var, n_obs), True
+    else:
+        raise InputError(
+            f"{path}: exprs/indptr has {len(indptr)} entries; expected {n_obs + 1} "
+            f"(one per cell + 1) or {n_var + 1} (one per gene + 1)"
+        )
+    X = sp.csr_matrix((data.astype(np.float32), indices, indptr), shape=shape)
+    X = X.T.tocsr() if transpose else X
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    return X
+
+
+def _group_frame(group: h5py.Group | None, n: int) -> tuple[pd.DataFrame | None, list[str]]:
+    """One column per 1-D dataset of length ``n`` in ``group``; also all its keys."""
+    if not isinstance(group, h5py.Group):
+        return None, []
+    columns = {
+        k: _decoded(d[()])
+        for k, d in group.items()
+        if isinstance(d, h5py.Dataset) and d.ndim == 1 and len(d) == n
+    }
+    return pd.DataFrame(columns, index=pd.RangeIndex(n)), list(group.keys())
+
+
+# --------------------------------------------------------------------------- 10x mtx
+
+
+@contextmanager
+def _mtx_source(
+    path: Path,
+) -> Iterator[tuple[list[str], Callable[[str], IO[bytes]], str | None]]:
+    """Yield the file names of a folder / zip / tar(.gz), an opener, and a forced matrix name.
+
+    A Matrix Market file itself yields its folder's files and its own name.
+    """
+    if path.is_dir():
+        names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+        yield names, lambda name: (path / name).open("rb"), None
+        return
+    container, head = _content_head(path)
+    if container == "zip":
+        with zipfile.ZipFile(path) as zf:
+            yield _zip_names(zf), zf.open, None
+    elif _is_tar(head):
+        with tarfile.open(path, "r:*") as tf:
+            names = [m.name for m in tf.getmembers() if m.isfile()]
+            yield names, tf.extractfile, None
+    else:
+        folder = path.parent
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        yield names, lambda name: (folder / name).open("rb"), path.name
+
+
+def _find_matrix(names: list[str], path: Path) -> str:
+    found = [n for n in names if posixpath.basename(n) in _MATRIX_FILES]
+    if not found:
+        raise InputError(f"{path}: no matrix.mtx(.gz) in this folder or archive")
+    if len(found) > 1:
+        raise InputError(f"{path}: several matrix files ({', '.join(found)}); point to one folder")
+    return found[0]
+
+
+def _sibling(names: list[str], folder: str, candidates: tuple[str, ...]) -> str | None:
+    present = set(names)
+    return next(
+        (posixpath.join(folder, c) for c in candidates if posixpath.join(folder, c) in present),
+        None,
+    )
+
+
+@contextmanager
+def _gunzipped(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The stream, decompressed if its content is gzip (recognised by magic bytes)."""
+    with stream:
+        if stream.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=stream) as gz:
+                yield gz
+        else:
+            yield stream
+
+
+def _read_10x_mtx(path: Path) -> _Parsed:
+    with _mtx_source(path) as (names, open_member, forced):
+        matrix = forced or _find_matrix(names, path)
+        folder = posixpath.dirname(matrix)
+        features = _sibling(names, folder, _FEATURE_FILES)
+        barcodes = _sibling(names, folder, _BARCODE_FILES)
+        for found, wanted in ((features, "features.tsv(.gz) or genes.tsv(.gz)"),
+                              (barcodes, "barcodes.tsv(.gz)")):
+            if found is None:
+                raise InputError(f"{path}: no {wanted} beside {matrix}")
+        with _gunzipped(open_member(matrix)) as fh:
+            genes_by_cells = scipy.io.mmread(fh)
+        with _gunzipped(open_member(features)) as fh:
+            feature_table = _read_tsv(fh)
+        with _gunzipped(open_member(barcodes)) as fh:
+            cell_names = _read_tsv(fh)[0].tolist()
+    if len(cell_names) != genes_by_cells.shape[1]:
+        raise InputError(
+            f"{path}: {len(cell_names)} barcodes for {genes_by_cells.shape[1]} matrix columns"
+        )
+    ids = feature_table[0].tolist()
+    symbols = feature_table[1].tolist() if feature_table.shape[1] > 1 else ids
+    types = feature_table[2].tolist() if feature_table.shape[1] > 2 else None
+    X = _csr32(sp.csr_matrix(genes_by_cells).T, path)
+    return _tenx(path, X, cell_names, ids, symbols, types)
+
+
+def _read_tsv(stream: IO[bytes]) -> pd.DataFrame:
+    return pd.read_csv(
+        stream, sep="\t", header=None, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+    )
+
+
+_READERS: dict[str, Callable[[Path], _Parsed]] = {
+    "h5ad": _read_h5ad,
+    "10x_h5": _read_10x_h5,
+    "10x_mtx": _read_10x_mtx,
+    "xy_h5": _read_xy_h5,
+    "cellblast_h5": _read_cellblast_h5,
+}
+
+
+# --------------------------------------------------------------------------- CSV / TSV
+
+
+@contextmanager
+def _open_table(path: Path) -> Iterator[IO[bytes]]:
+    """Open a plain, gzip or single-file zip table as a binary stream."""
+    container, _ = _content_head(path)
+    with ExitStack() as stack:
+        if container == "zip":
+            zf = stack.enter_context(zipfile.ZipFile(path))
+            members = _zip_names(zf)
+            if len(members) != 1:
+                raise InputError(f"{path}: zip archive of {len(members)} files; expected one table")
+            yield stack.enter_context(zf.open(members[0]))
+        elif container == "gzip":
+            yield stack.enter_context(gzip.open(path, "rb"))
+        else:
+            yield stack.enter_context(path.open("rb"))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mostly(names: list[str] | None, pattern: re.Pattern[str]) -> bool:
+    """True if at least half of ``names`` match ``pattern`` (searched anywhere)."""
+    return bool(names) and 2 * sum(bool(pattern.search(n)) for n in names) >= len(names)
+
+
+def _orientation(
+    col_names: list[str] | None,
+    row_names: list[str] | None,
+    textual_rows: bool,
+    requested: list[str],
+    shape: tuple[int, int],
+) -> str:
+    """The ``cells_as="auto"`` rule documented in :func:`read_counts`."""
+    wanted = set(requested)
+    if col_names and wanted & set(col_names):
+        return "rows"
+    if row_names and wanted & set(row_names):
+        return "columns"
+    cells_are_columns = _mostly(col_names, _BARCODE) or _mostly(row_names, _GENE_ID)
+    cells_are_rows = _mostly(row_names, _BARCODE) or _mostly(col_names, _GENE_ID)
+    if cells_are_columns != cells_are_rows:
+        return "columns" if cells_are_columns else "rows"
+    return "columns" if textual_rows and shape[0] > shape[1] else "rows"
+
+
+def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _Parsed:
+    with _open_table(path) as stream:
+        lines = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline=""), delimiter=sep)
+        first, second = next(lines, None), next(lines, None)
+    if first is None or second is None:
+        raise InputError(f"{path}: empty count matrix (fewer than two lines)")
+    short_header = len(first) == len(second) - 1  # R's write.table: no corner cell
+    has_header = first[0] == "" or short_header or not all(_is_number(v) for v in first[1:])
+    if has_header:
+        has_index = (
+            first[0] == ""
+            or short_header
+            or (first[0] not in requested and not _is_number(second[0]))
+        )
+        col_names = first if short_header or not has_index else first[1:]
+    else:
+        has_index, col_names = not _is_number(first[0]), None
+    with _open_table(path) as stream:
+        df = pd.read_csv(
+            stream,
+            sep=sep,
+            header=None,
+            skiprows=1 if has_header else 0,
+            index_col=0 if has_index else None,
+            low_memory=False,
+        )
+    if col_names is not None:
+        if len(col_names) != df.shape[1]:
+            raise InputError(
+                f"{path}: the header has {len(col_names)} names but rows have {df.shape[1]} values"
+            )
+        df.columns = col_names
+    row_names = [str(v) for v in df.index] if has_index else None
+    textual_rows = has_index and not pd.api.types.is_numeric_dtype(df.index)
+    if cells_as == "auto":
+        cells_as = _orientation(col_names, row_names, textual_rows, requested, df.shape)
+    if cells_as == "rows":
+        return _table_cells_as_rows(path, df, row_names, col_names, requested)
+    return _table_cells_as_columns(path, df, row_names, col_names, requested)
+
+
+def _table_cells_as_rows(
+    path: Path,
+    df: pd.DataFrame,
+    row_names: list[str] | None,
+    col_names: list[str] | None,
+    requested: list[str],
+) -> _Parsed:
+    keys = col_names or []
+    is_meta = np.array([k in requested for k in keys], dtype=bool) if keys else None
+    if is_meta is None:
+        counts, obs, gene_names = df, None, None
+    else:
+        counts, obs = df.loc[:, ~is_meta], df.loc[:, is_meta].reset_index(drop=True)
+        gene_names = [k for k, meta in zip(keys, is_meta, strict=True) if not meta]
+    for i, dtype in enumerate(counts.dtypes):
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+            name = gene_names[i] if gene_names else f"number {i + 1}"
+            example = counts.iloc[:, i].dropna().iloc[0]
+            raise InputError(
+                f"{path}: column {name!r} is not numeric (e.g. {example!r}); "
+                "list it in metadata_columns if it describes cells"
+            )
+    return _Parsed(
+        X=_csr32(counts.to_numpy(), path),
+        obs_names=row_names,
+        var_names=gene_names,
+        obs=obs,
+        available=keys,
+    )
+
+
+def _table_cells_as_columns(
+    path: Path,
+    df: pd.DataFrame,
+    row_names: list[str] | None,
+    col_names: list[str] | None,
+    requested: list[str],
+) -> _Parsed:
+    keys = row_names or []
+    is_meta = np.array([k in requested for k in keys], dtype=bool) if keys else None
+    if is_meta is None:
+        counts, obs, gene_names = df, None, None
+    else:
+        counts = df.loc[~is_meta]
+        obs = df.loc[is_meta].T.reset_index(drop=True).apply(_maybe_numeric)
+        obs.columns = [k for k, meta in zip(keys, is_meta, strict=True) if meta]
+        gene_names = [k for k, meta in zip(keys, is_meta, strict=True) if not meta]
+    if any(not pd.api.types.is_numeric_dtype(dt) for dt in counts.dtypes):
+        numeric = counts.apply(pd.to_numeric, errors="coerce")
+        bad = (numeric.isna() & counts.notna()).to_numpy()
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            name = gene_names[i] if gene_names else f"number {i + 1}"
+            raise InputError(
+                f"{path}: row {name!r} is not numeric (e.g. {counts.iat[i, j]!r}); "
+                "list it in metadata_columns if it describes cells"
+            )
+        counts = numeric
+    return _Parsed(
+        X=_csr32(counts.to_numpy().T, path),
+        obs_names=col_names,
+        var_names=gene_names,
+        obs=obs,
+        available=keys,
+    )
+
+
+def _maybe_numeric(column: pd.Series) -> pd.Series:
+    try:
+        return pd.to_numeric(column)
+    except (ValueError, TypeError):
+        return column

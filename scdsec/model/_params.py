@@ -1,0 +1,228 @@
+"""Architecture and training options of the scDSEC model, and named presets.
+
+Every option is a field of a frozen dataclass; ablations are configuration runs (METHOD.md §3).
+The comment above each field says what it means and why its default is what it is; these lines
+are copied into the workflow's config schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin, get_type_hints
+
+from .._errors import InputError
+
+Fusion = Literal["layerwise", "none"]
+GcnInput = Literal["complete", "independent"]
+Variant = Literal["scdsec", "sdcn"]
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Architecture of the scDSEC network (METHOD.md §3–4)."""
+
+    # Widths of the encoder layers after the input (t genes); the last one is the embedding Z.
+    # The expression decoder mirrors the hidden widths. Default: the paper's 500-500-2000-10.
+    dims: tuple[int, ...] = (500, 500, 2000, 10)
+    # Weight of the internal (autoencoder) stream in each fusion C = αH + (1−α)G; 0.5 as in the
+    # paper (1 = internal stream alone, 0 = external stream alone).
+    alpha: float = 0.5
+    # "layerwise": fuse at every layer and feed C_l to the next internal layer (the paper's
+    # integrated reinforcement enhancement); "none": the stacks run independently and are fused
+    # once, at Z (the "w/o RE" ablation). Default: the method as published.
+    fusion: Fusion = "layerwise"
+    # "complete": the next GCN layer reads the fused C_l, G_{l+1} = φ(Â C_l U) (our reading of the
+    # paper); "independent": it reads its own G_l. Used only with fusion="layerwise" and
+    # variant="scdsec" (the other wirings fix what the GCN reads).
+    gcn_input: GcnInput = "complete"
+    # "scdsec": the wiring above; "sdcn": the SDCN-style baseline, where the internal stream runs
+    # alone and the fused C_l feeds the GCN stream. Default: the method itself.
+    variant: Variant = "scdsec"
+    # Build the internal (autoencoder) stack; False is the "w/o AE" ablation (external stack
+    # only, alpha is then irrelevant). Default: both stacks, as published.
+    use_ae: bool = True
+    # Build the external (GCN) stack; False is the "w/o GCN" ablation (internal stack only, alpha
+    # is then irrelevant). Default: both stacks, as published.
+    use_gcn: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(self.dims))
+        if not self.dims or any(
+            isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in self.dims
+        ):
+            raise InputError(
+                f"model.dims must be a non-empty list of positive integers, got {self.dims!r}"
+            )
+        if not 0.0 <= self.alpha <= 1.0:
+            raise InputError(f"model.alpha must lie in [0, 1], got {self.alpha!r}")
+        _check_literals(self, "model")
+        if not (self.use_ae or self.use_gcn):
+            raise InputError("model.use_ae and model.use_gcn are both false: no encoder is left")
+        if self.variant == "sdcn" and self.fusion != "layerwise":
+            raise InputError(
+                "model.variant='sdcn' fuses at every layer by definition; it cannot be combined "
+                "with model.fusion='none'"
+            )
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelParams:
+        """Build from a mapping; unknown keys and wrongly typed values raise :class:`InputError`."""
+        return _from_mapping(cls, values, "model")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training schedule and loss weights (METHOD.md §5–6)."""
+
+    # Epochs of pretraining (ZINB, reconstruction and graph terms, no KL); an epoch is one pass
+    # over all cells, i.e. one full-batch step. Default measured on real data (see the report).
+    pretrain_epochs: int = 200
+    # Epochs of joint training with the clustering (KL) term after the k-means initialisation;
+    # labels are argmax Q after the last one. Default measured on real data.
+    epochs: int = 100
+    # Adam learning rate during pretraining. Default measured on real data (the paper's 1e-5
+    # barely moves a full-batch model in a few hundred steps).
+    pretrain_lr: float = 1e-3
+    # Adam learning rate during joint training. Default measured on real data.
+    lr: float = 1e-4
+    # Recompute the target distribution P from Q every this many epochs. Default measured.
+    update_interval: int = 1
+    # Stop joint training early when fewer than this fraction of labels change between two
+    # updates of P; 0 turns early stopping off (default: a fixed number of epochs, reproducible).
+    tol: float = 0.0
+    # β1, weight of the ZINB negative log-likelihood (per entry); 1 as in the paper.
+    zinb_weight: float = 1.0
+    # β2, weight of the mean squared reconstruction error (per entry); 1 as in the paper.
+    rec_weight: float = 1.0
+    # β3, weight of the graph binary cross-entropy (per scored pair); 1 as in the paper.
+    graph_weight: float = 1.0
+    # Weight of KL(P‖Q) (per cell) in joint training; 0 switches the clustering term off. 1 as in
+    # the paper's objective.
+    kl_weight: float = 1.0
+    # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as METHOD.md asks)
+    # makes the initialisation stable for little cost.
+    kmeans_n_init: int = 20
+
+    def __post_init__(self) -> None:
+        for name in ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval"):
+            minimum = 0 if name in ("pretrain_epochs", "epochs") else 1
+            value = getattr(self, name)
+            if value < minimum:
+                raise InputError(f"train.{name} must be at least {minimum}, got {value!r}")
+        for name in ("pretrain_lr", "lr"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"train.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("zinb_weight", "rec_weight", "graph_weight", "kl_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"train.{name} must not be negative, got {getattr(self, name)!r}")
+        if not 0.0 <= self.tol < 1.0:
+            raise InputError(f"train.tol must lie in [0, 1), got {self.tol!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:
+        """Build from a mapping; unknown keys and wrongly typed values raise :class:`InputError`."""
+        return _from_mapping(cls, values, "train")
+
+
+@dataclass(frozen=True)
+class Params:
+    """All options of one scDSEC run: the architecture and the training schedule."""
+
+    model: ModelParams = field(default_factory=ModelParams)
+    train: TrainParams = field(default_factory=TrainParams)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Plain nested dict (lists instead of tuples), e.g. for JSON or ``adata.uns``."""
+        return {
+            "model": {**dataclasses.asdict(self.model), "dims": list(self.model.dims)},
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Params:
+        """Build from ``{"preset": name, "model": {...}, "train": {...}}``, all keys optional.
+
+        The preset (default ``"default"``) gives the starting values; the ``model`` and ``train``
+        sections override single fields. Unknown keys raise :class:`InputError` naming the key.
+        """
+        unknown = sorted(set(values) - {"preset", "model", "train"})
+        if unknown:
+            raise InputError(
+                f"unknown parameter section {unknown[0]!r}; expected 'preset', 'model' or 'train'"
+            )
+        base = get_preset(values.get("preset", "default"))
+        model = dataclasses.asdict(base.model)
+        model.update(values.get("model") or {})
+        train = dataclasses.asdict(base.train)
+        train.update(values.get("train") or {})
+        return cls(model=ModelParams.from_dict(model), train=TrainParams.from_dict(train))
+
+
+def _check_literals(obj: Any, section: str) -> None:
+    for f in dataclasses.fields(obj):
+        hint = get_type_hints(type(obj))[f.name]
+        if get_origin(hint) is Literal and getattr(obj, f.name) not in get_args(hint):
+            raise InputError(
+                f"{section}.{f.name} must be one of {list(get_args(hint))}, "
+                f"got {getattr(obj, f.name)!r}"
+            )
+
+
+def _from_mapping(cls: type, values: Mapping[str, Any], section: str) -> Any:
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in hints:
+            raise InputError(f"unknown parameter {section}.{key!s}; known: {', '.join(known)}")
+        kwargs[key] = _coerce(f"{section}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's type, converting JSON's lists and ints as needed."""
+    origin = get_origin(hint)
+    if origin is Literal:
+        return value  # the membership check lives in __post_init__
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise InputError(f"{name} must be a list, got {value!r}")
+        return tuple(_coerce(name, v, get_args(hint)[0]) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"{name} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"{name} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    raise TypeError(f"no coercion for {name} of type {hint!r}")  # pragma: no cover
+
+
+PRESETS: dict[str, Params] = {
+    "default": Params(),
+    # The paper's settings (METHOD.md §6): dims d-500-500-2000-10, α = 0.5, β = 1, Adam with
+    # learning rate 1e-5 and 50 epochs. The paper does not say of which stage, so both stages get
+    # 50 epochs, an epoch being one full-batch step.
+    "paper": Params(
+        model=ModelParams(dims=(500, 500, 2000, 10), alpha=0.5),
+        train=TrainParams(
+            pretrain_epochs=50, epochs=50, pretrain_lr=1e-5, lr=1e-5, update_interval=1,
+            zinb_weight=1.0, rec_weight=1.0, graph_weight=1.0, kl_weight=1.0,
+        ),
+    ),
+}
+
+
+def get_preset(name: str) -> Params:
+    """The named preset from :data:`PRESETS`; an unknown name raises :class:`InputError`."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}") from None

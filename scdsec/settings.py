@@ -1,0 +1,91 @@
+"""One settings point for device, seed, threads and progress bars.
+
+Everything that decides *where* and *how reproducibly* code runs goes through here, so
+that the workflow's scripts, the command line and the Python API behave alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+from typing import Literal
+
+import numpy as np
+
+logger = logging.getLogger("scdsec")
+
+DeviceOption = Literal["auto", "cpu", "cuda"]
+
+
+def select_device(device: DeviceOption | str = "auto"):
+    """Return the ``torch.device`` to train on.
+
+    ``auto`` takes the first visible CUDA device (``CUDA_VISIBLE_DEVICES`` decides which
+    devices are visible) and otherwise falls back to the CPU with one log line.
+    ``cuda`` without a usable GPU is an error rather than a silent fallback.
+    """
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            chosen = torch.device("cuda", 0)
+            logger.info("Using GPU %s (%s)", chosen, torch.cuda.get_device_name(chosen))
+            return chosen
+        logger.info("No CUDA device visible: training on the CPU (%d threads)", torch.get_num_threads())
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} was asked for, but no CUDA device is visible")
+    return torch.device(device)
+
+
+def set_threads(threads: int | None) -> None:
+    """Make torch (and the BLAS libraries it drives) use ``threads`` CPU threads."""
+    if not threads:
+        return
+    import torch
+
+    torch.set_num_threads(int(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic`` ask torch for deterministic kernels.
+
+    On the CPU, seeding alone makes reruns identical on the same machine. On a GPU some
+    kernels (sparse matrix products, scatter-adds) are non-deterministic unless
+    ``deterministic=True``, which costs speed.
+    """
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def progress_enabled(stream=None) -> bool:
+    """Progress bars show only when the output is a terminal (not in logs or CI)."""
+    stream = stream if stream is not None else sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def configure_logging(level: int = logging.INFO, filename: str | os.PathLike | None = None) -> None:
+    """Send the package's log lines to stderr (or ``filename``) with timestamps."""
+    handler: logging.Handler = (
+        logging.FileHandler(filename) if filename else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False

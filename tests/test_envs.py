@@ -1,0 +1,56 @@
+"""Every rule has its own env file, and every env file pins what envs/constraints.txt pins."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from conftest import ROOT
+
+
+def _update_envs():
+    spec = importlib.util.spec_from_file_location("update_envs", ROOT / "envs" / "update_envs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rules_with_conda() -> dict[str, str]:
+    """``{rule name: env path}`` parsed from the rule files."""
+    found = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            name = block.split(":", 1)[0].strip()
+            env = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", block)
+            found[name] = env.group(1) if env else ""
+    return found
+
+
+def test_every_rule_with_a_job_has_its_own_env_file():
+    rules = {name: env for name, env in _rules_with_conda().items() if name != "all"}
+    assert {"download", "qc", "normalize", "graph"} <= set(rules)
+    for name, env in rules.items():
+        assert env == f"../../envs/{name}.yaml", f"rule {name} has conda: {env!r}"
+        assert (ROOT / "envs" / f"{name}.yaml").is_file()
+
+
+def test_env_files_are_generated_from_the_constraints():
+    update_envs = _update_envs()
+    pins = update_envs.read_pins()
+    for rule in update_envs.RULE_PACKAGES:
+        text = (ROOT / "envs" / f"{rule}.yaml").read_text()
+        assert text == update_envs.render(rule, pins), (
+            f"envs/{rule}.yaml is out of date: run python envs/update_envs.py"
+        )
+        for name, version in re.findall(r"^\s+- ([A-Za-z0-9_.-]+)==(\S+)$", text, flags=re.M):
+            assert pins[update_envs.canonical(name)][1] == version
+
+
+def test_constraints_pin_the_installed_versions_of_the_core_stack():
+    from importlib import metadata
+
+    pins = _update_envs().read_pins()
+    for name in ("scanpy", "anndata", "pynndescent", "numpy", "scipy", "snakemake"):
+        assert metadata.version(name) == pins[name][1], name
+    assert pins["pynndescent"][1] == "0.5.13"  # 0.7.0 breaks scanpy 1.11.5's neighbors
+    assert metadata.version("torch").split("+")[0] == pins["torch"][1]

@@ -1,0 +1,80 @@
+"""Properties of the cell structure graph (METHOD.md §2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scdsec.graph import build_knn_graph, knn_adjacency, knn_indices
+from scdsec.preprocessing import normalize, qc_filter
+
+
+@pytest.fixture
+def normalized(small_counts):
+    return normalize(qc_filter(small_counts), n_top_genes=200)
+
+
+def test_graph_is_symmetric_sparse_binary_without_self_loops(normalized):
+    k = 15
+    out = build_knn_graph(normalized, n_neighbors=k, n_pcs=20)
+    a = out.obsp["knn"]
+    assert sp.issparse(a) and a.shape == (normalized.n_obs,) * 2
+    assert (a != a.T).nnz == 0
+    assert a.diagonal().sum() == 0
+    assert set(np.unique(a.data)) == {1.0}
+    a.sum_duplicates()
+    degree = np.diff(a.indptr)
+    assert degree.min() >= k
+    assert a.nnz == np.asarray(a.sum()).item()  # no duplicated entries hiding in the data
+    assert out.obsm["X_pca"].shape == (normalized.n_obs, 20)
+    assert out.uns["scdsec_graph"]["n_edges"] == a.nnz // 2
+    assert "knn" not in normalized.obsp, "the input must not be modified"
+
+
+def test_neighbours_are_the_nearest_cells():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5)).astype(np.float32)
+    idx = knn_indices(x, 7, method="exact")
+    d = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    for i in range(0, 120, 17):
+        np.testing.assert_array_equal(np.sort(idx[i]), np.sort(np.argsort(d[i])[:7]))
+
+
+def test_duplicate_cells_do_not_become_self_loops():
+    x = np.zeros((10, 3), dtype=np.float32)  # all cells identical
+    idx = knn_indices(x, 4, method="exact")
+    assert all(i not in row for i, row in enumerate(idx))
+    a = knn_adjacency(idx)
+    assert a.diagonal().sum() == 0
+
+
+@pytest.mark.slow
+def test_approximate_index_agrees_with_exact_mostly(normalized):
+    x = build_knn_graph(normalized, n_neighbors=10, n_pcs=20).obsm["X_pca"]
+    exact = knn_indices(x, 10, method="exact")
+    approx = knn_indices(x, 10, method="approximate", seed=0)
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
+    assert overlap > 0.9
+
+
+def test_too_few_cells_for_k_is_an_error():
+    with pytest.raises(ValueError, match="n_neighbors"):
+        knn_indices(np.zeros((5, 2)), 5)
+
+
+@pytest.mark.slow
+def test_more_than_10000_cells_graph_and_scanpy_neighbors():
+    """Guards the pins: scanpy 1.11.5 + pynndescent 0.7 crashed in sc.pp.neighbors above ~8,600 cells."""
+    import scanpy as sc
+
+    from scdsec.simulate import simulate_counts
+
+    adata = normalize(qc_filter(simulate_counts(12_000, 400, 5, seed=3)), n_top_genes=200)
+    out = build_knn_graph(adata, n_neighbors=30, n_pcs=20)
+    a = out.obsp["knn"]
+    assert a.shape == (12_000, 12_000) and (a != a.T).nnz == 0
+    assert np.diff(a.indptr).min() >= 30
+    sc.pp.neighbors(out, n_neighbors=15, use_rep="X_pca")
+    assert out.obsp["connectivities"].shape == (12_000, 12_000)

@@ -1,0 +1,116 @@
+"""Properties of the cell data processor (METHOD.md §1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from scdsec.preprocessing import normalize, qc_filter, size_factors
+
+
+def test_qc_drops_genes_under_one_percent_and_empty_cells(small_counts):
+    adata = small_counts.copy()
+    x = adata.X.tolil()
+    x[:, 20] = 0
+    x[:3, 20] = 1  # detected in 3 of 400 cells (< 1%)
+    x[:5, 21] = 0
+    x[5:, 21] = 0
+    x[:4, 21] = 2  # 4 of 400 cells: exactly 1%, kept
+    x[7, :] = 0  # an empty cell
+    adata.X = x.tocsr()
+    before = adata.X.copy()
+
+    out = qc_filter(adata, min_cells_fraction=0.01)
+
+    detected = np.asarray((out.X > 0).sum(axis=0)).ravel()
+    assert (detected >= 0.01 * out.n_obs).all()
+    assert adata.var_names[20] not in out.var_names
+    assert adata.var_names[21] in out.var_names
+    assert adata.obs_names[7] not in out.obs_names
+    assert (np.asarray(out.X.sum(axis=1)).ravel() > 0).all()
+    assert out.uns["scdsec_qc"]["cells_removed_empty"] == 1
+    assert (adata.X != before).nnz == 0, "the input must not be modified"
+    # the counts that are kept are unchanged
+    kept = adata[out.obs_names, out.var_names].X
+    assert (out.X != kept).nnz == 0
+
+
+def test_qc_cell_filters(small_counts):
+    adata = small_counts
+    totals = np.asarray(adata.X.sum(axis=1)).ravel()
+    cap = float(np.quantile(totals, 0.9))
+    out = qc_filter(adata, max_counts=cap, min_genes=50)
+    assert out.obs["n_counts"].max() <= cap
+    assert out.obs["n_genes"].min() >= 50
+    rep = out.uns["scdsec_qc"]
+    assert rep["cells_removed_max_counts"] >= int(0.09 * adata.n_obs)
+    assert rep["cells_out"] == out.n_obs
+
+
+def test_qc_mito_filter_removes_cells_with_many_mito_counts(small_counts):
+    adata = small_counts.copy()
+    x = adata.X.tolil()
+    x[:10, 0] = 10_000  # MT-1 dominates these cells
+    adata.X = x.tocsr()
+    out = qc_filter(adata, max_mito_fraction=0.5)
+    assert not set(adata.obs_names[:10]) & set(out.obs_names)
+    assert out.uns["scdsec_qc"]["cells_removed_max_mito_fraction"] == 10
+
+
+def test_qc_mito_filter_warns_without_mt_genes(small_counts):
+    adata = small_counts.copy()
+    adata.var_names = [f"g{i}" for i in range(adata.n_vars)]
+    with pytest.warns(UserWarning, match="MT-"):
+        out = qc_filter(adata, max_mito_fraction=0.1)
+    assert out.n_obs == adata.n_obs
+
+
+def test_size_factors_have_median_one():
+    counts = sp.random(101, 50, density=0.3, format="csr", random_state=0) * 10
+    sf = size_factors(counts)
+    assert np.median(sf) == pytest.approx(1.0)
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    np.testing.assert_allclose(sf, totals / np.median(totals))
+
+
+def test_normalize_outputs(small_counts):
+    qc = qc_filter(small_counts)
+    out = normalize(qc, n_top_genes=100, clip=3.0)
+    assert out.shape == (qc.n_obs, 100)
+    assert isinstance(out.X, np.ndarray) and out.X.dtype == np.float32
+    assert np.median(out.obs["size_factor"]) == pytest.approx(1.0)
+    # size factors come from all kept genes, not only the HVGs
+    np.testing.assert_allclose(out.obs["size_factor"], size_factors(qc.X))
+    # raw counts of the kept genes are kept as the ZINB target
+    raw = qc[:, out.var_names].X
+    assert (out.layers["counts"] != raw).nnz == 0
+    # log1p(c / s)
+    expected = np.log1p(raw.toarray() / out.obs["size_factor"].to_numpy()[:, None])
+    np.testing.assert_allclose(out.layers["log1p"].toarray(), expected, rtol=1e-5, atol=1e-6)
+    # scaled input: clipped, and (before clipping) zero mean and unit variance
+    assert np.abs(out.X).max() <= 3.0 + 1e-6
+    unclipped = (expected - out.var["mean"].to_numpy()) / out.var["std"].to_numpy()
+    np.testing.assert_allclose(unclipped.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(unclipped.std(axis=0), 1, atol=1e-3)
+    info = out.uns["scdsec_preprocess"]
+    assert info["genes"] == list(out.var_names)
+    assert info["median_library_size"] == pytest.approx(np.median(np.asarray(qc.X.sum(axis=1)).ravel()))
+
+
+def test_normalize_caps_t_at_the_genes_available(small_counts):
+    out = normalize(qc_filter(small_counts), n_top_genes=10_000)
+    assert out.n_vars == qc_filter(small_counts).n_vars
+
+
+def test_hvgs_are_the_variable_genes(small_counts):
+    """The chosen genes should be enriched for the simulated type markers."""
+    out = normalize(qc_filter(small_counts), n_top_genes=50)
+    var_chosen = out.layers["log1p"].toarray().var(axis=0).mean()
+    all_log = normalize(qc_filter(small_counts), n_top_genes=10_000).layers["log1p"].toarray()
+    assert var_chosen > all_log.var(axis=0).mean()
+
+
+def test_normalize_seurat_v3_runs_on_counts(small_counts):
+    out = normalize(qc_filter(small_counts), n_top_genes=80, flavor="seurat_v3")
+    assert out.n_vars == 80
