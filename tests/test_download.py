@@ -1,4 +1,4 @@
-"""fetch / verify_checksum / file_digest against file:// URLs, local paths and a local HTTP server."""
+"""fetch, verify_checksum and file_digest: file:// URLs, local paths, a local HTTP server."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def server(served: Path) -> Iterator[Server]:
     requests: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             requests.append(self.path)
             if self.path == "/truncated":  # announces more bytes than it sends
                 self.send_response(200)
@@ -111,8 +111,9 @@ def test_http_download_with_git_blob_id(server: Server, tmp_path: Path) -> None:
 def test_git_blob_id_matches_git(tmp_path: Path) -> None:
     path = tmp_path / "payload"
     path.write_bytes(PAYLOAD)
-    out = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        ["git", "hash-object", str(path)], capture_output=True, text=True, check=True
+    )
     blob_id = out.stdout.strip()
     assert file_digest(path, "gitblob") == blob_id
     verify_checksum(path, blob_id)  # bare 40 hex digits mean a git blob id
@@ -152,6 +153,12 @@ def test_truncated_download_is_an_error(server: Server, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="incomplete: 10 of 1000 bytes"):
         fetch(f"{server.base}/truncated", dest)
     assert _leftovers(dest) == []
+
+
+def test_destination_folder_is_refused(server: Server, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder"):
+        fetch(f"{server.base}/data.bin", tmp_path)
+    assert server.requests == []
 
 
 def test_unreachable_server(tmp_path: Path) -> None:
@@ -222,8 +229,14 @@ def test_verify_checksum_forms(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(PAYLOAD)
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    for good in (sha256(PAYLOAD), f"SHA256:{sha256(PAYLOAD).upper()}", md5, f"md5:{md5}",
-                 git_blob_id(PAYLOAD), f" gitblob:{git_blob_id(PAYLOAD)} "):
+    for good in (
+        sha256(PAYLOAD),
+        f"SHA256:{sha256(PAYLOAD).upper()}",
+        md5,
+        f"md5:{md5}",
+        git_blob_id(PAYLOAD),
+        f" gitblob:{git_blob_id(PAYLOAD)} ",
+    ):
         verify_checksum(path, good)
     with pytest.raises(InputError, match="mismatch") as info:
         verify_checksum(path, "1" * 32)

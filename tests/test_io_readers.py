@@ -45,7 +45,8 @@ class Truth:
 @pytest.fixture(scope="module")
 def truth() -> Truth:
     rng = np.random.default_rng(7)
-    counts = rng.negative_binomial(2, 0.4, (N_CELLS, N_GENES)) * (rng.random((N_CELLS, N_GENES)) < 0.6)
+    shape = (N_CELLS, N_GENES)
+    counts = rng.negative_binomial(2, 0.4, shape) * (rng.random(shape) < 0.6)  # extra zeros
     cells = ["".join(rng.choice(list("ACGT"), 16)) + "-1" for _ in range(N_CELLS)]
     genes = [f"GENE{i}" for i in range(N_GENES)]
     genes[DUP_AT] = genes[DUP_FROM]
@@ -90,8 +91,13 @@ def write_h5ad(d: Path, t: Truth) -> Case:
         warnings.simplefilter("ignore")  # anndata warns about the duplicated var name
         adata = ad.AnnData(sp.csr_matrix(t.counts), obs=obs, var=pd.DataFrame(index=t.genes))
     adata.write_h5ad(d / "anndata_file")
-    return Case(d / "anndata_file", "h5ad", {"labels": "cell_type", "metadata_columns": ["batch"]},
-                labels=t.labels, obs_columns=("cell_type", "batch"))
+    return Case(
+        d / "anndata_file",
+        "h5ad",
+        {"labels": "cell_type", "metadata_columns": ["batch"]},
+        labels=t.labels,
+        obs_columns=("cell_type", "batch"),
+    )
 
 
 def _features(t: Truth) -> tuple[list[tuple[str, str, str]], np.ndarray]:
@@ -117,8 +123,9 @@ def write_10x_h5_v3(d: Path, t: Truth) -> Case:
         g["shape"] = np.array(m.shape, dtype=np.int32)
         g["barcodes"] = _bytes(t.cells)
         fg = g.create_group("features")
-        for key, column in zip(("id", "name", "feature_type"), zip(*features, strict=True),
-                               strict=True):
+        for key, column in zip(
+            ("id", "name", "feature_type"), zip(*features, strict=True), strict=True
+        ):
             fg[key] = _bytes(list(column))
         fg["genome"] = _bytes(["GRCh38"] * len(features))
     return Case(d / "tenx_v3", "10x_h5", gene_ids=True)
@@ -128,11 +135,17 @@ def write_10x_h5_v2(d: Path, t: Truth) -> Case:
     m = sp.csc_matrix(t.counts.T)
     with h5py.File(d / "tenx_v2", "w") as f:
         g = f.create_group("GRCh38")
-        for key, value in (("data", m.data), ("indices", m.indices), ("indptr", m.indptr),
-                           ("shape", np.array(m.shape))):
+        for key, value in (
+            ("data", m.data),
+            ("indices", m.indices),
+            ("indptr", m.indptr),
+            ("shape", np.array(m.shape)),
+        ):
             g[key] = value
         g["barcodes"], g["genes"], g["gene_names"] = (
-            _bytes(t.cells), _bytes(t.gene_ids), _bytes(t.genes)
+            _bytes(t.cells),
+            _bytes(t.gene_ids),
+            _bytes(t.genes),
         )
     return Case(d / "tenx_v2", "10x_h5", gene_ids=True)
 
@@ -194,16 +207,28 @@ def _cells_by_genes_frame(t: Truth) -> pd.DataFrame:
 
 def write_csv_rows(d: Path, t: Truth) -> Case:
     _cells_by_genes_frame(t).rename_axis("cell").to_csv(d / "table_rows")
-    return Case(d / "table_rows", "csv", {"labels": "cell_type", "metadata_columns": ["batch"]},
-                labels=t.labels, obs_columns=("cell_type", "batch"))
+    return Case(
+        d / "table_rows",
+        "csv",
+        {"labels": "cell_type", "metadata_columns": ["batch"]},
+        labels=t.labels,
+        obs_columns=("cell_type", "batch"),
+    )
 
 
 def write_csv_zip_rows(d: Path, t: Truth) -> Case:
     _cells_by_genes_frame(t).to_csv(
         d / "table_zip", compression={"method": "zip", "archive_name": "counts.csv"}
     )
-    return Case(d / "table_zip", "csv", {"labels": "cell_type", "metadata_columns": ("batch",)},
-                labels=t.labels, obs_columns=("cell_type", "batch"))
+    with zipfile.ZipFile(d / "table_zip", "a") as zf:  # as zipped on macOS
+        zf.writestr("__MACOSX/._counts.csv", b"\x00\x05\x16\x07 resource fork")
+    return Case(
+        d / "table_zip",
+        "csv",
+        {"labels": "cell_type", "metadata_columns": ("batch",)},
+        labels=t.labels,
+        obs_columns=("cell_type", "batch"),
+    )
 
 
 def write_tsv_gz_columns(d: Path, t: Truth) -> Case:
@@ -222,8 +247,9 @@ def write_csv_r_style_columns(d: Path, t: Truth) -> Case:
         w.writerow(["cell_type", *t.labels])
         for gene, row in zip(t.genes, t.counts.T, strict=True):
             w.writerow([gene, *row.tolist()])
-    return Case(d / "table_r", "csv", {"labels": "cell_type"}, labels=t.labels,
-                obs_columns=("cell_type",))
+    return Case(
+        d / "table_r", "csv", {"labels": "cell_type"}, labels=t.labels, obs_columns=("cell_type",)
+    )
 
 
 def write_csv_columns_explicit(d: Path, t: Truth) -> Case:
@@ -236,8 +262,15 @@ def write_xy(d: Path, t: Truth) -> Case:
     with h5py.File(d / "xy_file", "w") as f:
         f.create_dataset("X", data=t.counts.astype(np.float32), compression="gzip", chunks=(8, 30))
         f["Y"] = np.array([codes[v] for v in t.labels], dtype=np.int32)
-    return Case(d / "xy_file", "xy_h5", {"labels": "Y"}, cells=False, genes=False,
-                labels=[str(codes[v]) for v in t.labels], obs_columns=("Y",))
+    return Case(
+        d / "xy_file",
+        "xy_h5",
+        {"labels": "Y"},
+        cells=False,
+        genes=False,
+        labels=[str(codes[v]) for v in t.labels],
+        obs_columns=("Y",),
+    )
 
 
 def write_xy_transposed(d: Path, t: Truth) -> Case:
@@ -246,10 +279,16 @@ def write_xy_transposed(d: Path, t: Truth) -> Case:
     with h5py.File(d / "xy_t", "w") as f:
         f.create_dataset("X", data=t.counts.T.astype(np.float64), compression="gzip")
         f["Y"] = np.array([codes[v] for v in t.labels])
-        f["B"] = np.array(t.batch)
-    return Case(d / "xy_t", "xy_h5", {"labels": "Y", "metadata_columns": ["B"]}, cells=False,
-                genes=False, labels=[str(int(codes[v])) for v in t.labels],
-                obs_columns=("Y", "B"))
+        f["B"] = np.array(t.batch)[:, None]  # a column vector, as MATLAB writes it
+    return Case(
+        d / "xy_t",
+        "xy_h5",
+        {"labels": "Y", "metadata_columns": ["B"]},
+        cells=False,
+        genes=False,
+        labels=[str(int(codes[v])) for v in t.labels],
+        obs_columns=("Y", "B"),
+    )
 
 
 def _cellblast(path: Path, t: Truth, exprs: Callable[[h5py.File], None]) -> Case:
@@ -263,8 +302,13 @@ def _cellblast(path: Path, t: Truth, exprs: Callable[[h5py.File], None]) -> Case
         f.create_group("uns")
         f["obs_names"] = _bytes(t.cells)
         f["var_names"] = _bytes(t.genes)
-    return Case(path, "cellblast_h5", {"labels": "cell_type1"}, labels=t.labels,
-                obs_columns=("cell_type1", "organ"))
+    return Case(
+        path,
+        "cellblast_h5",
+        {"labels": "cell_type1"},
+        labels=t.labels,
+        obs_columns=("cell_type1", "organ"),
+    )
 
 
 def _sparse_group(f: h5py.File, m: sp.csr_matrix) -> None:
@@ -371,6 +415,22 @@ def test_10x_drops_non_gene_features_and_logs(truth, tmp_path, caplog) -> None:
     assert "dropped 2 features" in caplog.text and "Antibody Capture" in caplog.text
 
 
+def test_xy_without_labels(truth, tmp_path) -> None:
+    with h5py.File(tmp_path / "x_only", "w") as f:
+        f["X"] = truth.counts
+    adata = read_counts(tmp_path / "x_only")
+    np.testing.assert_array_equal(adata.X.toarray(), truth.counts)
+    assert list(adata.obs.columns) == []
+
+
+def test_csv_with_byte_order_mark(tmp_path) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes("\ufeff,G1,G2\n1,1,0\n2,0,3\n".encode())  # empty corner after the BOM
+    adata = read_counts(path)
+    assert list(adata.obs_names) == ["1", "2"] and list(adata.var_names) == ["G1", "G2"]
+    np.testing.assert_array_equal(adata.X.toarray(), [[1, 0], [0, 3]])
+
+
 def test_dense_blocks_give_the_same_matrix(truth, tmp_path, monkeypatch) -> None:
     """Reading dense X in many small blocks (both orientations) changes nothing."""
     monkeypatch.setattr(readers_module, "_BLOCK_VALUES", 50)
@@ -393,8 +453,9 @@ def _gene_table(tmp_path: Path, index: list[str], columns: list[str], values) ->
 
 def test_tall_table_with_gene_names_is_genes_by_cells(tmp_path) -> None:
     values = np.arange(30 * 12).reshape(30, 12) % 5
-    path = _gene_table(tmp_path, [f"Gene{i}" for i in range(30)], [f"s{j}" for j in range(12)],
-                       values)
+    path = _gene_table(
+        tmp_path, [f"Gene{i}" for i in range(30)], [f"s{j}" for j in range(12)], values
+    )
     adata = read_counts(path)
     assert adata.shape == (12, 30)
     assert list(adata.obs_names) == [f"s{j}" for j in range(12)]
@@ -405,8 +466,9 @@ def test_tall_table_with_gene_names_is_genes_by_cells(tmp_path) -> None:
 
 def test_ensembl_ids_in_first_column_mean_cells_are_columns(tmp_path) -> None:
     values = np.arange(30 * 40).reshape(30, 40) % 7  # wider than tall
-    path = _gene_table(tmp_path, [f"ENSMUSG{i:011d}" for i in range(30)],
-                       [f"s{j}" for j in range(40)], values)
+    path = _gene_table(
+        tmp_path, [f"ENSMUSG{i:011d}" for i in range(30)], [f"s{j}" for j in range(40)], values
+    )
     assert read_counts(path).shape == (40, 30)
 
 
@@ -441,8 +503,9 @@ def test_numeric_header_is_still_a_header(tmp_path, corner: bool) -> None:
     values = np.arange(6 * 20).reshape(6, 20) % 4
     entrez = [str(1001 + j) for j in range(20)]  # gene names that parse as numbers
     header = ([""] if corner else []) + entrez
-    lines = [",".join(header)] + [",".join([f"c{i}", *map(str, row)]) for i, row in
-                                  enumerate(values)]
+    lines = [",".join(header)] + [
+        ",".join([f"c{i}", *map(str, row)]) for i, row in enumerate(values)
+    ]
     (tmp_path / "entrez.csv").write_text("\n".join(lines) + "\n")
     adata = read_counts(tmp_path / "entrez.csv")
     np.testing.assert_array_equal(adata.X.toarray(), values)
@@ -523,8 +586,9 @@ def test_missing_label_key_lists_available(truth, tmp_path) -> None:
     tenx = write_10x_h5_v3(tmp_path, truth).path
     _assert_input_error(tenx, "'cell_type'", "available keys: none", labels="cell_type")
     csv_path = write_csv_rows(tmp_path, truth).path
-    _assert_input_error(csv_path, "metadata column 'donor'", labels="cell_type",
-                        metadata_columns=["batch", "donor"])
+    _assert_input_error(
+        csv_path, "metadata column 'donor'", labels="cell_type", metadata_columns=["batch", "donor"]
+    )
 
 
 def test_unlisted_text_column(truth, tmp_path) -> None:
@@ -540,6 +604,22 @@ def test_mtx_archive_without_barcodes(truth, tmp_path) -> None:
         for name in ("matrix.mtx.gz", "features.tsv.gz"):
             zf.write(tmp_path / "src" / name, f"mtx/{name}")
     _assert_input_error(tmp_path / "partial.zip", "barcodes.tsv", "mtx/matrix.mtx.gz")
+
+
+def test_matrix_that_is_not_matrix_market(truth, tmp_path) -> None:
+    _write_mtx_folder(tmp_path / "m", truth)
+    (tmp_path / "m" / "matrix.mtx.gz").write_bytes(gzip.compress(b"hello, world\n1 2 3\n"))
+    _assert_input_error(tmp_path / "m", "matrix.mtx.gz is not a Matrix Market file")
+
+
+def test_ambiguous_10x_inputs(truth, tmp_path) -> None:
+    _write_mtx_folder(tmp_path / "outs" / "raw", truth)
+    _write_mtx_folder(tmp_path / "outs" / "filtered", truth)
+    _assert_input_error(tmp_path / "outs", "several matrix files", "raw/matrix.mtx.gz")
+    path = write_10x_h5_v2(tmp_path, truth).path
+    with h5py.File(path, "a") as f:
+        f.copy("GRCh38", "mm10")
+    _assert_input_error(path, "2 genome groups")
 
 
 def test_folder_without_matrix(tmp_path) -> None:

@@ -233,8 +233,7 @@ def _detect_text(head: bytes, path: Path) -> str:
     if head.startswith(_MTX_MAGIC):
         return "10x_mtx"
     unknown = (
-        f"{path}: unrecognised format (not HDF5, a 10x matrix folder/archive, "
-        "nor CSV/TSV text)"
+        f"{path}: unrecognised format (not HDF5, a 10x matrix folder/archive, nor CSV/TSV text)"
     )
     if not head.strip():
         raise InputError(f"{path}: empty file")
@@ -302,9 +301,7 @@ def _detect_zip(path: Path) -> str:
 
 
 def _zip_names(zf: zipfile.ZipFile) -> list[str]:
-    return [
-        n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")
-    ]
+    return [n for n in zf.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
 
 
 # --------------------------------------------------------------------------- common
@@ -418,7 +415,10 @@ def _csr32(matrix: sp.spmatrix | np.ndarray, path: Path) -> sp.csr_matrix:
 
 
 def _dense_to_csr(dset: h5py.Dataset, transpose: bool, path: Path) -> sp.csr_matrix:
-    """Read a dense 2-D dataset block by block into float32 CSR (cells along ``axis``)."""
+    """Read a dense 2-D dataset in blocks of cells into cells × genes float32 CSR.
+
+    Cells are the rows of ``dset``, or its columns when ``transpose``.
+    """
     axis = 1 if transpose else 0
     n, width = dset.shape[axis], dset.shape[1 - axis]
     step = max(1, _BLOCK_VALUES // max(width, 1))
@@ -514,7 +514,10 @@ def _tenx(
             dropped = sorted(set(np.asarray(types)[~keep]))
             _log.info(
                 "%s: dropped %d features that are not %r (%s)",
-                path, int((~keep).sum()), _GENE_EXPRESSION, ", ".join(dropped),
+                path,
+                int((~keep).sum()),
+                _GENE_EXPRESSION,
+                ", ".join(dropped),
             )
             X, var = X[:, keep], var[keep].reset_index(drop=True)
             names = [name for name, k in zip(names, keep, strict=True) if k]
@@ -526,10 +529,13 @@ def _tenx(
 def _read_xy_h5(path: Path) -> _Parsed:
     with h5py.File(path, "r") as f:
         x = f["X"]
+        # cell annotations such as Y: vectors, also stored as n × 1 or 1 × n (e.g. MATLAB)
         annotations = {
-            k: f[k] for k in f if k != "X" and isinstance(f[k], h5py.Dataset) and f[k].ndim == 1
+            k: d
+            for k, d in f.items()
+            if k != "X" and isinstance(d, h5py.Dataset) and d.ndim in (1, 2) and d.size in d.shape
         }
-        lengths = {len(d) for d in annotations.values()}
+        lengths = {d.size for d in annotations.values()}
         rows, cols = x.shape
         # Written genes × cells (e.g. from R): the annotations match the second axis only.
         transpose = rows != cols and cols in lengths and rows not in lengths
@@ -537,7 +543,7 @@ def _read_xy_h5(path: Path) -> _Parsed:
             _log.info("%s: X is stored genes × cells; transposing", path)
         X = _dense_to_csr(x, transpose, path)
         obs = pd.DataFrame(
-            {k: _decoded(d[()]) for k, d in annotations.items() if len(d) == X.shape[0]}
+            {k: _decoded(d[()].ravel()) for k, d in annotations.items() if d.size == X.shape[0]},
         )
     return _Parsed(X=X, obs=obs, available=list(annotations))
 
@@ -662,11 +668,15 @@ def _read_10x_mtx(path: Path) -> _Parsed:
         folder = posixpath.dirname(matrix)
         features = _sibling(names, folder, _FEATURE_FILES)
         barcodes = _sibling(names, folder, _BARCODE_FILES)
-        for found, wanted in ((features, "features.tsv(.gz) or genes.tsv(.gz)"),
-                              (barcodes, "barcodes.tsv(.gz)")):
+        for found, wanted in (
+            (features, "features.tsv(.gz) or genes.tsv(.gz)"),
+            (barcodes, "barcodes.tsv(.gz)"),
+        ):
             if found is None:
                 raise InputError(f"{path}: no {wanted} beside {matrix}")
         with _gunzipped(open_member(matrix)) as fh:
+            if not fh.peek(len(_MTX_MAGIC)).startswith(_MTX_MAGIC):
+                raise InputError(f"{path}: {matrix} is not a Matrix Market file")
             genes_by_cells = scipy.io.mmread(fh)
         with _gunzipped(open_member(features)) as fh:
             feature_table = _read_tsv(fh)
@@ -753,7 +763,9 @@ def _orientation(
 
 def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _Parsed:
     with _open_table(path) as stream:
-        lines = csv.reader(io.TextIOWrapper(stream, encoding="utf-8", newline=""), delimiter=sep)
+        lines = csv.reader(
+            io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), delimiter=sep
+        )
         first, second = next(lines, None), next(lines, None)
     if first is None or second is None:
         raise InputError(f"{path}: empty count matrix (fewer than two lines)")
