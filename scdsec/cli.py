@@ -36,13 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="simulate counts with known cell types (obs['cell_type'])")
+    sim = sub.add_parser(
+        "simulate", help="simulate counts with known cell types (obs['cell_type'])"
+    )
     sim.add_argument("--cells", type=int, default=3000)
     sim.add_argument("--genes", type=int, default=2000)
     sim.add_argument("--types", type=int, default=6)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument(
-        "--separation", type=float, default=0.45, help="spread of type differences (higher = easier)"
+        "--separation",
+        type=float,
+        default=0.45,
+        help="spread of type differences (higher = easier)",
     )
     sim.add_argument("--out", type=Path, required=True, help="output .h5ad")
     sim.set_defaults(func=_simulate)

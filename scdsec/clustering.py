@@ -15,9 +15,7 @@ logger = logging.getLogger("scdsec")
 AUTO_RESOLUTION = 0.5  # measured on ../shared/data: see estimate_n_clusters
 
 
-def leiden_labels(
-    adjacency: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0
-) -> np.ndarray:
+def leiden_labels(adjacency: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
     """Leiden communities (igraph implementation, run to convergence) of a cell graph."""
     import scanpy as sc
 
@@ -25,8 +23,13 @@ def leiden_labels(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sc.tl.leiden(
-            probe, resolution=resolution, adjacency=sp.csr_matrix(adjacency), flavor="igraph",
-            n_iterations=-1, random_state=seed, key_added="leiden",
+            probe,
+            resolution=resolution,
+            adjacency=sp.csr_matrix(adjacency),
+            flavor="igraph",
+            n_iterations=-1,
+            random_state=seed,
+            key_added="leiden",
         )
     return probe.obs["leiden"].astype(int).to_numpy()
 

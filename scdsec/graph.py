@@ -49,7 +49,10 @@ def knn_indices(
         from pynndescent import NNDescent
 
         index = NNDescent(
-            x, n_neighbors=n_neighbors + 1, metric="euclidean", random_state=seed,
+            x,
+            n_neighbors=n_neighbors + 1,
+            metric="euclidean",
+            random_state=seed,
             n_jobs=n_jobs or -1,
         )
         idx, _ = index.neighbor_graph
@@ -102,12 +105,17 @@ def build_knn_graph(
     out.uns["scdsec_graph"] = {
         "n_neighbors": int(n_neighbors),
         "n_pcs": int(x_pca.shape[1]),
-        "method": "exact" if method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells) else "approximate",
+        "method": "exact"
+        if method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells)
+        else "approximate",
         "n_edges": int(a.nnz // 2),
         "seed": int(seed),
     }
     logger.info(
         "Graph: %d cells, K=%d, %d undirected edges (%.1f per cell)",
-        a.shape[0], n_neighbors, a.nnz // 2, a.nnz / a.shape[0],
+        a.shape[0],
+        n_neighbors,
+        a.nnz // 2,
+        a.nnz / a.shape[0],
     )
     return out

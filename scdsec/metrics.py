@@ -10,7 +10,9 @@ from sklearn import metrics as skm
 
 def contingency(truth, pred) -> pd.DataFrame:
     """Cells per (true type, cluster)."""
-    return pd.crosstab(pd.Series(np.asarray(truth), name="truth"), pd.Series(np.asarray(pred), name="cluster"))
+    return pd.crosstab(
+        pd.Series(np.asarray(truth), name="truth"), pd.Series(np.asarray(pred), name="cluster")
+    )
 
 
 def matched_clusters(truth, pred) -> dict:

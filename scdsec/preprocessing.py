@@ -21,7 +21,9 @@ HVGFlavor = Literal["seurat", "seurat_v3", "cell_ranger"]
 
 
 def _as_csr(x) -> sp.csr_matrix:
-    return sp.csr_matrix(x, dtype=np.float32) if not sp.issparse(x) else x.tocsr().astype(np.float32)
+    return (
+        sp.csr_matrix(x, dtype=np.float32) if not sp.issparse(x) else x.tocsr().astype(np.float32)
+    )
 
 
 def mito_genes(var_names: pd.Index) -> np.ndarray:
@@ -108,7 +110,9 @@ def qc_filter(
     cell_idx = np.flatnonzero(keep_cells)[nonempty]
     x = x[nonempty]
     if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ValueError(f"QC removed every cell or gene ({x.shape[0]} × {x.shape[1]} left): {report}")
+        raise ValueError(
+            f"QC removed every cell or gene ({x.shape[0]} × {x.shape[1]} left): {report}"
+        )
 
     out = ad.AnnData(
         X=x,
@@ -120,9 +124,7 @@ def qc_filter(
     out.obs["n_genes"] = np.diff(x.indptr)
     report["cells_out"], report["genes_out"] = map(int, x.shape)
     out.uns["scdsec_qc"] = report
-    logger.info(
-        "QC: %d → %d cells, %d → %d genes", n_cells0, x.shape[0], n_genes0, x.shape[1]
-    )
+    logger.info("QC: %d → %d cells, %d → %d genes", n_cells0, x.shape[0], n_genes0, x.shape[1])
     return out
 
 
@@ -178,7 +180,9 @@ def normalize(
         hvg = np.asarray(probe.var["highly_variable"])
     else:
         hvg = np.ones(counts.shape[1], dtype=bool)
-    logger.info("Normalise: %d highly variable genes of %d (flavor %s)", hvg.sum(), hvg.size, flavor)
+    logger.info(
+        "Normalise: %d highly variable genes of %d (flavor %s)", hvg.sum(), hvg.size, flavor
+    )
 
     log_hvg = lognorm[:, hvg]
     dense = log_hvg.toarray()

@@ -7,8 +7,18 @@ import platform
 from importlib import metadata
 
 _PACKAGES = (
-    "scdsec", "numpy", "scipy", "pandas", "anndata", "scanpy", "scikit-learn",
-    "pynndescent", "torch", "h5py", "leidenalg", "igraph",
+    "scdsec",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "scanpy",
+    "scikit-learn",
+    "pynndescent",
+    "torch",
+    "h5py",
+    "leidenalg",
+    "igraph",
 )
 
 

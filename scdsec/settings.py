@@ -33,7 +33,9 @@ def select_device(device: DeviceOption | str = "auto"):
             chosen = torch.device("cuda", 0)
             logger.info("Using GPU %s (%s)", chosen, torch.cuda.get_device_name(chosen))
             return chosen
-        logger.info("No CUDA device visible: training on the CPU (%d threads)", torch.get_num_threads())
+        logger.info(
+            "No CUDA device visible: training on the CPU (%d threads)", torch.get_num_threads()
+        )
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} was asked for, but no CUDA device is visible")
@@ -65,7 +67,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - seeds libraries that use the global state
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

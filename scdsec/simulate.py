@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-N_MITO_GENES = 13  # the human mitochondrial protein-coding genes, so the MT- filter has something to act on
+N_MITO_GENES = (
+    13  # the human mitochondrial protein-coding genes, so the MT- filter has something to act on
+)
 
 
 def simulate_counts(
@@ -101,9 +103,15 @@ def simulate_counts(
         var=pd.DataFrame(index=names),
     )
     adata.uns["simulation"] = {
-        "n_cells": n_cells, "n_genes": n_genes, "n_types": n_types, "seed": seed,
-        "separation": separation, "de_fraction": de_fraction, "library_size": library_size,
-        "library_sdlog": library_sdlog, "dispersion": dispersion,
+        "n_cells": n_cells,
+        "n_genes": n_genes,
+        "n_types": n_types,
+        "seed": seed,
+        "separation": separation,
+        "de_fraction": de_fraction,
+        "library_size": library_size,
+        "library_sdlog": library_sdlog,
+        "dispersion": dispersion,
         "dropout_midpoint": dropout_midpoint,
     }
     return adata

@@ -66,7 +66,8 @@ def test_too_few_cells_for_k_is_an_error():
 
 @pytest.mark.slow
 def test_more_than_10000_cells_graph_and_scanpy_neighbors():
-    """Guards the pins: scanpy 1.11.5 + pynndescent 0.7 crashed in sc.pp.neighbors above ~8,600 cells."""
+    """Guards the pins: scanpy 1.11.5 with pynndescent 0.7 crashed in sc.pp.neighbors
+    above ~8,600 cells."""
     import scanpy as sc
 
     from scdsec.simulate import simulate_counts

@@ -95,7 +95,9 @@ def test_normalize_outputs(small_counts):
     np.testing.assert_allclose(unclipped.std(axis=0), 1, atol=1e-3)
     info = out.uns["scdsec_preprocess"]
     assert info["genes"] == list(out.var_names)
-    assert info["median_library_size"] == pytest.approx(np.median(np.asarray(qc.X.sum(axis=1)).ravel()))
+    assert info["median_library_size"] == pytest.approx(
+        np.median(np.asarray(qc.X.sum(axis=1)).ravel())
+    )
 
 
 def test_normalize_caps_t_at_the_genes_available(small_counts):

@@ -21,7 +21,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -125,3 +127,113 @@ def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path)
     changed["graph"]["n_pcs"] = 8
     write_config(tmp_path, changed)
     assert planned_jobs(tmp_path, target) == {"graph": 1}
+
+
+@pytest.mark.slow
+def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
+    """A CSV.gz over HTTP (with checksum) and a local 10x mtx folder, added by config alone."""
+    import gzip
+    import hashlib
+    import http.server
+    import threading
+    from functools import partial
+
+    import numpy as np
+    import pandas as pd
+    import scipy.io
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    counts = rng.negative_binomial(2, 0.5, size=(120, 60))
+    serve = tmp_path / "served"
+    serve.mkdir()
+    table = pd.DataFrame(
+        counts, index=[f"c{i}" for i in range(120)], columns=[f"G{j}" for j in range(60)]
+    )
+    table.insert(0, "celltype", np.repeat(["x", "y", "z"], 40))
+    with gzip.open(serve / "table.csv.gz", "wt") as fh:
+        table.to_csv(fh)
+    digest = hashlib.sha256((serve / "table.csv.gz").read_bytes()).hexdigest()
+
+    mtx = tmp_path / "tenx"
+    mtx.mkdir()
+    scipy.io.mmwrite(mtx / "matrix.mtx", sp.coo_matrix(counts.T))
+    with gzip.open(mtx / "features.tsv.gz", "wt") as fh:
+        fh.writelines(f"ENSG{j:05d}\tG{j}\tGene Expression\n" for j in range(60))
+    with gzip.open(mtx / "barcodes.tsv.gz", "wt") as fh:
+        fh.writelines(f"AAAC{i:06d}-1\n" for i in range(120))
+
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(serve))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/table.csv.gz"
+        config = {
+            "run": ["web_csv", "local_mtx"],
+            "datasets": {
+                "web_csv": {
+                    "source": url,
+                    "checksum": f"sha256:{digest}",
+                    "labels": "celltype",
+                    "n_clusters": 3,
+                },
+                "local_mtx": {"source": str(mtx), "n_clusters": "auto"},
+            },
+        }
+        write_config(tmp_path, config)
+        snakemake(
+            tmp_path, "results/web_csv/preprocess/qc.h5ad", "results/local_mtx/preprocess/qc.h5ad"
+        )
+        # A wrong checksum stops the run and leaves no file behind.
+        config["datasets"]["web_bad"] = {"source": url, "checksum": "sha256:" + "0" * 64}
+        write_config(tmp_path, {**config, "run": ["web_bad"]})
+        bad = snakemake(tmp_path, "resources/web_bad/counts.h5ad", check=False)
+    finally:
+        server.shutdown()
+    web = ad.read_h5ad(tmp_path / "results/web_csv/preprocess/qc.h5ad")
+    assert web.n_obs == 120 and list(web.obs["label"].cat.categories) == ["x", "y", "z"]
+    local = ad.read_h5ad(tmp_path / "results/local_mtx/preprocess/qc.h5ad")
+    assert local.n_obs == 120 and "G0" in local.var_names
+    assert not list((tmp_path / "resources" / "local_mtx").glob("download/*")), (
+        "local data is not copied"
+    )
+
+    assert bad.returncode != 0
+    assert "checksum" in (tmp_path / "logs/web_bad/download.log").read_text().lower()
+    assert not (tmp_path / "resources/web_bad/counts.h5ad").exists()
+    assert not list((tmp_path / "resources/web_bad").rglob("*.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_real_dataset_graph(tmp_path, shared_data):
+    """worm_neuron_cell.h5 (4,186 cells, X/Y layout) through graph with K = 50."""
+    import numpy as np
+
+    config = {
+        "run": ["worm"],
+        "datasets": {
+            "worm": {
+                "source": str(shared_data / "worm_neuron_cell.h5"),
+                "checksum": "sha256:"
+                "4f2a3c4b8492bcd11d957a8a74098ba258c271d714718c175854a7c44b1e31e6",
+                "labels": "Y",
+                "n_clusters": 10,
+            }
+        },
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "results/worm/preprocess/graph_t1000_k50.h5ad")
+    g = ad.read_h5ad(tmp_path / "results/worm/preprocess/graph_t1000_k50.h5ad")
+    a = g.obsp["knn"]
+    assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["label"].nunique() == 10
+    assert (a != a.T).nnz == 0 and np.diff(a.indptr).min() >= 50
+    assert a.nnz < 0.05 * a.shape[0] ** 2
+    seconds = float(
+        (tmp_path / "results/worm/benchmarks/graph_t1000_k50.tsv")
+        .read_text()
+        .splitlines()[1]
+        .split()[0]
+    )
+    assert seconds < 60, f"graph took {seconds:.0f} s"

@@ -8,4 +8,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import graph_step, step_log
 
 with step_log(snakemake.log[0]):
-    graph_step(snakemake.input[0], snakemake.output[0], **dict(snakemake.params.items()), n_jobs=snakemake.threads)
+    graph_step(
+        snakemake.input[0],
+        snakemake.output[0],
+        **dict(snakemake.params.items()),
+        n_jobs=snakemake.threads,
+    )
