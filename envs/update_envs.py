@@ -25,6 +25,7 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "qc": ["anndata", "scanpy", "pynndescent"],
     "normalize": ["anndata", "scanpy", "pynndescent", "scikit-misc"],
     "graph": ["anndata", "scikit-learn", "pynndescent"],
+    "train": ["anndata", "torch", "scikit-learn", "scanpy", "leidenalg", "igraph", "tqdm"],
 }
 
 

@@ -8,11 +8,16 @@ line that names the file and the problem, and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import logging
 import sys
 from pathlib import Path
 
 from ._errors import InputError
+
+#: The sections of a config.yaml that ``scdsec cluster --config`` reads.
+CONFIG_SECTIONS = ("qc", "normalize", "graph", "preset", "model", "train", "deterministic")
 
 
 def _simulate(args: argparse.Namespace) -> None:
@@ -26,6 +31,84 @@ def _simulate(args: argparse.Namespace) -> None:
     )
     write_h5ad(adata, args.out)
     print(f"wrote {adata.n_obs} cells × {adata.n_vars} genes ({args.types} types) to {args.out}")
+
+
+def read_config(path: Path | None) -> dict:
+    """The analysis sections of a config.yaml-style file; other sections are ignored."""
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a mapping of sections, got {type(config).__name__}")
+    return {key: config[key] for key in CONFIG_SECTIONS if key in config}
+
+
+def _checked_section(config: dict, section: str, function, source: Path | None) -> dict:
+    """A config section as keyword arguments of ``function``; an unknown key is named."""
+    values = dict(config.get(section) or {})
+    known = set(inspect.signature(function).parameters) - {"adata"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"{source}: unknown key {section}.{unknown[0]} (known: {sorted(known)})")
+    return values
+
+
+def _cluster(args: argparse.Namespace) -> None:
+    from .graph import build_knn_graph
+    from .io import read_counts
+    from .metrics import label_scores
+    from .pipeline import atomic_path, record, write_results
+    from .preprocessing import normalize, qc_filter
+    from .tl import cluster
+
+    config = read_config(args.config)
+    steps = {"qc": qc_filter, "normalize": normalize, "graph": build_knn_graph}
+    sections = {name: _checked_section(config, name, f, args.config) for name, f in steps.items()}
+    params = {key: config[key] for key in ("preset", "model", "train") if key in config}
+    if args.n_clusters == "auto":
+        n_clusters: int | str = "auto"
+    else:
+        try:
+            n_clusters = int(args.n_clusters)
+        except ValueError:
+            raise InputError(f"--n-clusters must be an integer or auto, got {args.n_clusters!r}")
+
+    adata = read_counts(args.input, labels=args.labels)
+    for name, function in steps.items():
+        try:
+            adata = function(adata, **sections[name])
+        except (TypeError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"{args.input}: {name} step: {err}") from None
+    try:
+        model = cluster(
+            adata,
+            n_clusters,
+            params=params,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+            deterministic=bool(config.get("deterministic", False)),
+        )
+    except InputError as err:
+        raise InputError(f"{args.config or args.input}: {err}") from None
+    record(adata, "cluster", {"input": str(args.input), "seed": args.seed, **sections, **params})
+    write_results(adata, model, args.out)
+    summary = f"{adata.n_obs} cells in {model.n_clusters} clusters"
+    if args.labels:
+        scores = label_scores(adata.obs["label"], adata.obs["scdsec"])
+        with atomic_path(args.out / "metrics.json") as tmp:
+            tmp.write_text(
+                json.dumps({"labels": args.labels, "seed": args.seed, **scores}, indent=1)
+            )
+        summary += ", " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items())
+    print(f"{summary}; results in {args.out}/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +134,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--out", type=Path, required=True, help="output .h5ad")
     sim.set_defaults(func=_simulate)
+
+    clu = sub.add_parser(
+        "cluster",
+        help="QC, normalise, build the graph and cluster one count file",
+        description="Runs the workflow's steps on one input file (any supported format) and "
+        "writes DIR/scdsec.h5ad, DIR/clusters.tsv, DIR/loss.tsv, DIR/model/ and, with "
+        "--labels, DIR/metrics.json.",
+    )
+    clu.add_argument("input", type=Path, help="counts: .h5ad, 10x .h5/.mtx, CSV/TSV, X/Y .h5, …")
+    clu.add_argument("--out", type=Path, required=True, help="output folder")
+    clu.add_argument("--n-clusters", default="auto", help="number of clusters, or auto (default)")
+    clu.add_argument("--labels", help="where the true cell types are (obs column, CSV column, Y)")
+    clu.add_argument("--seed", type=int, default=0)
+    clu.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    clu.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    clu.add_argument(
+        "--config", type=Path, help="YAML with config.yaml's qc/normalize/graph/preset/model/train"
+    )
+    clu.set_defaults(func=_cluster)
     return parser
 
 
@@ -61,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(logging.INFO if args.verbose else logging.WARNING)
     try:
         args.func(args)
-    except (InputError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
+    except (InputError, OSError) as err:
         print(f"scdsec {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

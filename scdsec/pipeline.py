@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -18,6 +19,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 from .provenance import provenance
 
@@ -26,18 +30,31 @@ logger = logging.getLogger("scdsec")
 PathLike = str | os.PathLike
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only on success."""
+    """Yield a temporary path (file or folder) beside ``path``; move it into place on success.
+
+    A file or folder that exists at ``path`` is therefore always complete: an interrupted
+    write leaves at most the hidden temporary, which is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    _remove(tmp)
     try:
         yield tmp
+        if path.is_dir():
+            _remove(path)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
 
 
 def write_h5ad(adata: ad.AnnData, path: PathLike) -> None:
@@ -153,4 +170,68 @@ def graph_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
     adata = build_knn_graph(ad.read_h5ad(input), **params)
     record(adata, "graph", params)
     write_h5ad(adata, output)
+    return adata
+
+
+def write_results(adata: ad.AnnData, model, out_dir: PathLike, key: str = "scdsec") -> None:
+    """Write a trained model's results into ``out_dir``.
+
+    * ``scdsec.h5ad``: the cells with ``obs[key]`` (labels), ``obsm['X_' + key]``
+      (embedding), ``obsm[key + '_q']`` (soft assignments), ``uns[key]`` (parameters, seed,
+      versions, loss history); ``X`` is the log-normalised expression of the model's genes.
+    * ``clusters.tsv``: cell and cluster, one line per cell.
+    * ``loss.tsv``: the per-epoch loss terms.
+    * ``model/``: the checkpoint (:meth:`scdsec.model.SCDSEC.save`).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    compact = ad.AnnData(
+        X=sp.csr_matrix(adata.layers["log1p"]) if "log1p" in adata.layers else adata.X,
+        obs=adata.obs.copy(),
+        var=adata.var.copy(),
+        obsm={k: v for k, v in adata.obsm.items()},
+        uns={k: v for k, v in adata.uns.items()},
+    )
+    with atomic_path(out / "model") as tmp:
+        model.save(tmp)
+    with atomic_path(out / "loss.tsv") as tmp:
+        model.history.to_csv(tmp, sep="\t", index=False)
+    clusters = pd.DataFrame({"cell": adata.obs_names, "cluster": adata.obs[key].astype(str)})
+    with atomic_path(out / "clusters.tsv") as tmp:
+        clusters.to_csv(tmp, sep="\t", index=False)
+    write_h5ad(compact, out / "scdsec.h5ad")
+
+
+def train_step(
+    input: PathLike,
+    out_dir: PathLike,
+    *,
+    n_clusters: int | str,
+    params: Mapping,
+    seed: int,
+    threads: int | None = None,
+    deterministic: bool = False,
+    device: str = "auto",
+) -> ad.AnnData:
+    """Read the graph step's output, train scDSEC with ``seed``, write :func:`write_results`."""
+    from .tl import cluster
+
+    adata = ad.read_h5ad(input)
+    model = cluster(
+        adata,
+        n_clusters,
+        params=params,
+        seed=seed,
+        device=device,
+        threads=threads,
+        deterministic=deterministic,
+    )
+    record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **params})
+    write_results(adata, model, out_dir)
+    labels = np.asarray(adata.obs["scdsec"])
+    logger.info(
+        "scDSEC: %d clusters, sizes %s",
+        len(set(labels)),
+        pd.Series(labels).value_counts().to_dict(),
+    )
     return adata

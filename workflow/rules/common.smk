@@ -8,6 +8,14 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
+# The model's values come from `preset`, overridden by what the config sets under `model`
+# and `train`; read those before validation fills every key with its documented default.
+MODEL_PARAMS = {
+    "preset": config.get("preset", "default"),
+    "model": dict(config.get("model") or {}),
+    "train": dict(config.get("train") or {}),
+}
+
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
@@ -51,7 +59,11 @@ def local_source(wildcards):
     return parsed.path if parsed.scheme == "file" else source
 
 
+def graph_file(t, k):
+    return f"results/{{dataset}}/preprocess/graph_t{t}_k{k}.h5ad"
+
+
 def final_outputs():
     return expand(
-        "results/{dataset}/preprocess/graph_t{t}_k{k}.h5ad", dataset=config["run"], t=T, k=K
+        "results/{dataset}/scdsec/seed{seed}/clusters.tsv", dataset=config["run"], seed=config["seeds"]
     )

@@ -1,0 +1,19 @@
+# Thin wrapper: all logic lives in the scdsec package beside this workflow
+# (`snakemake` is set by Snakemake; the package is put first on the path).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+
+from scdsec.pipeline import step_log, train_step
+
+with step_log(snakemake.log[0]):
+    train_step(
+        snakemake.input[0],
+        Path(snakemake.output.h5ad).parent,
+        n_clusters=snakemake.params.n_clusters,
+        params=snakemake.params.model,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        deterministic=snakemake.params.deterministic,
+    )
