@@ -76,7 +76,8 @@ def _cluster(args: argparse.Namespace) -> None:
         try:
             n_clusters = int(args.n_clusters)
         except ValueError:
-            raise InputError(f"--n-clusters must be an integer or auto, got {args.n_clusters!r}")
+            msg = f"--n-clusters must be an integer or auto, got {args.n_clusters!r}"
+            raise InputError(msg) from None
 
     adata = read_counts(args.input, labels=args.labels)
     for name, function in steps.items():

@@ -91,7 +91,8 @@ def test_sampled_graph_bce_is_unbiased_for_dense_loss():
     z = torch.randn(n, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     edges = upper_edges(adj)
     repeats = 2000  # many training draws at once: the edges repeated, as many non-edges sampled
-    non_edges = sample_non_edges(pair_keys(edges, n), n, repeats * len(edges), torch.Generator().manual_seed(5))
+    generator = torch.Generator().manual_seed(5)
+    non_edges = sample_non_edges(pair_keys(edges, n), n, repeats * len(edges), generator)
     sampled = _losses.graph_bce(z, edges.repeat(repeats, 1), non_edges).item()
     expected = _losses.graph_bce_dense(z, torch.tensor(dense, dtype=torch.float64)).item()
     neg = -torch.nn.functional.logsigmoid(-_losses.edge_logits(z, non_edges))

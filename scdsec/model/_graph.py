@@ -41,7 +41,9 @@ def to_torch_sparse(
     coo = sp.coo_matrix(matrix)
     indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
     values = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(indices, values, coo.shape, device=device).coalesce()
+    return torch.sparse_coo_tensor(
+        indices, values, coo.shape, device=device, check_invariants=False
+    ).coalesce()
 
 
 def upper_edges(adj: sp.spmatrix | sp.sparray) -> torch.Tensor:

@@ -132,6 +132,7 @@ class SCDSEC:
     ) -> None:
         self.n_clusters = n_clusters
         self.params = params
+        self._train_defaults = params.train
         self.seed = int(seed)
         self.genes = genes
         self.preprocess = preprocess
@@ -178,8 +179,8 @@ class SCDSEC:
         Parameters
         ----------
         params
-            Training schedule and loss weights; default: the training part of the model's
-            ``params``.
+            Training schedule and loss weights; default: the training part of the ``params``
+            the model was built (or saved) with. Overrides do not carry over to later calls.
         device
             ``"auto"`` (first visible GPU, else the CPU), ``"cpu"`` or ``"cuda"``.
         threads
@@ -193,7 +194,7 @@ class SCDSEC:
         -------
         The model itself; labels are those of the final epoch (see :meth:`predict`).
         """
-        base = params if params is not None else self.params.train
+        base = params if params is not None else self._train_defaults
         tp = TrainParams.from_dict({**dataclasses.asdict(base), **train_kwargs})
         data = self._data
         if data is None or data.counts is None or data.size_factors is None:
