@@ -11,4 +11,15 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["InputError", "__version__"]
+_SUBMODULES = ("io", "pp", "tl", "model", "metrics", "clustering", "simulate", "settings")
+
+__all__ = ["InputError", "__version__", *_SUBMODULES]
+
+
+def __getattr__(name: str):
+    """Import submodules on first use: ``scdsec.pp`` works without importing torch."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'scdsec' has no attribute {name!r}")

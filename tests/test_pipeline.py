@@ -1,0 +1,74 @@
+"""File-level steps: atomic outputs, provenance, reproducible training."""
+
+from __future__ import annotations
+
+import anndata as ad
+import pytest
+
+from scdsec import pp
+from scdsec.pipeline import atomic_path, train_step, write_h5ad
+
+FAST = {
+    "preset": "default",
+    "model": {"dims": [64, 32, 8]},
+    "train": {"pretrain_epochs": 20, "epochs": 10},
+}
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_a_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old").write_text("old")
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new"]
+
+
+@pytest.fixture
+def graph_file(tmp_path, small_counts):
+    prepared = pp.prepare(
+        small_counts, normalize_params={"n_top_genes": 150}, graph={"n_neighbors": 10, "n_pcs": 20}
+    )
+    path = tmp_path / "graph.h5ad"
+    write_h5ad(prepared, path)
+    return path
+
+
+def test_same_seed_same_clusters_on_the_cpu(tmp_path, graph_file):
+    runs = []
+    for name in ("a", "b"):
+        train_step(
+            graph_file, tmp_path / name, n_clusters=4, params=FAST, seed=3, threads=1, device="cpu"
+        )
+        runs.append((tmp_path / name / "clusters.tsv").read_text())
+    assert runs[0] == runs[1]
+    result = ad.read_h5ad(tmp_path / "a" / "scdsec.h5ad")
+    record = result.uns["scdsec"]
+    assert record["seed"] == 3 and record["device"] == "cpu" and record["threads"] == 1
+    assert "torch" in record["provenance"]["versions"]
+    assert result.uns["scdsec_steps"]["train"]["params"]["seed"] == 3
+    assert len(record["history"]["total"]) == 30
+
+
+def test_auto_number_of_clusters_is_recorded(tmp_path, graph_file):
+    adata = train_step(
+        graph_file,
+        tmp_path / "auto",
+        n_clusters="auto",
+        params=FAST,
+        seed=0,
+        threads=1,
+        device="cpu",
+    )
+    assert adata.uns["scdsec"]["n_clusters_estimated"] is True
+    assert adata.obs["scdsec"].cat.categories.size == adata.uns["scdsec"]["n_clusters"] >= 2
