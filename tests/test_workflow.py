@@ -237,3 +237,31 @@ def test_real_dataset_graph(tmp_path, shared_data):
         .split()[0]
     )
     assert seconds < 60, f"graph took {seconds:.0f} s"
+
+
+@pytest.mark.slow
+def test_demo_trains_and_reruns_give_identical_clusters(tmp_path):
+    import pandas as pd
+
+    config = {
+        **TINY,
+        "seeds": [0],
+        "model": {"dims": [32, 16, 8]},
+        "train": {"pretrain_epochs": 15, "epochs": 10},
+    }
+    write_config(tmp_path, config)
+    run_dir = tmp_path / "results/demo/scdsec/seed0"
+    snakemake(tmp_path, str(run_dir.relative_to(tmp_path) / "clusters.tsv"))
+    result = ad.read_h5ad(run_dir / "scdsec.h5ad")
+    assert result.obs["scdsec"].cat.categories.size == 3
+    assert result.obsm["X_scdsec"].shape == (300, 8)
+    assert result.obsm["scdsec_q"].shape == (300, 3)
+    record = result.uns["scdsec"]
+    assert list(record["params"]["model"]["dims"]) == [32, 16, 8]
+    assert record["device"] == "cpu" and record["seed"] == 0
+    loss = pd.read_csv(run_dir / "loss.tsv", sep="\t")
+    assert len(loss) == 25 and {"zinb", "rec", "graph", "kl", "total"} <= set(loss.columns)
+    assert (run_dir / "model" / "model.json").is_file()
+    first = (run_dir / "clusters.tsv").read_text()
+    snakemake(tmp_path, "--forcerun", "train", str(run_dir.relative_to(tmp_path) / "clusters.tsv"))
+    assert (run_dir / "clusters.tsv").read_text() == first

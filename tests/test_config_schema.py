@@ -1,0 +1,53 @@
+"""The config schema documents every key, and its model/train part matches the package."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import yaml
+
+from conftest import ROOT
+from scdsec.model import PRESETS, ModelParams, TrainParams
+
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def _walk(node: dict, path: str = ""):
+    for key, sub in (node.get("properties") or {}).items():
+        yield f"{path}{key}", sub
+        yield from _walk(sub, f"{path}{key}.")
+    for name, sub in (node.get("$defs") or {}).items():
+        yield from _walk(sub, f"$defs.{name}.")
+
+
+def test_every_key_has_a_description_and_a_default():
+    keys = list(_walk(SCHEMA))
+    assert len(keys) > 30
+    for key, sub in keys:
+        assert sub.get("description"), f"{key} has no description"
+        # `simulate` is the one exception: a default would put it into every dataset.
+        if not key.endswith("simulate"):
+            assert "default" in sub, f"{key} has no default"
+
+
+def test_model_and_train_keys_are_the_default_preset():
+    preset = PRESETS["default"]
+    for section, cls, values in (
+        ("model", ModelParams, preset.model),
+        ("train", TrainParams, preset.train),
+    ):
+        props = SCHEMA["properties"][section]["properties"]
+        fields = [f.name for f in dataclasses.fields(cls)]
+        assert sorted(props) == sorted(fields), section
+        for name in fields:
+            value = getattr(values, name)
+            value = list(value) if isinstance(value, tuple) else value
+            assert props[name]["default"] == value, f"{section}.{name}"
+
+
+def test_the_shipped_config_validates():
+    from snakemake.utils import validate
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    assert config["run"] == ["demo"]
