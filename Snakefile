@@ -4,14 +4,24 @@
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/graph.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/experiments.smk"
+include: "workflow/rules/plot.smk"
+include: "workflow/rules/markers.smk"
 
 
 rule all:
     input:
         final_outputs(),
+        evaluation_outputs(),
+        plot_outputs(),
     default_target: True

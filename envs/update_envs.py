@@ -26,6 +26,26 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "normalize": ["anndata", "scanpy", "pynndescent", "scikit-misc"],
     "graph": ["anndata", "scikit-learn", "pynndescent"],
     "train": ["anndata", "torch", "scikit-learn", "scanpy", "leidenalg", "igraph", "tqdm"],
+    "baseline": ["anndata", "scanpy", "pynndescent", "scikit-learn", "leidenalg", "igraph"],
+    "scvi": ["anndata", "scanpy", "pynndescent", "scikit-learn", "leidenalg", "igraph", "torch"],
+    "evaluate": ["anndata", "pandas", "scikit-learn", "scipy"],
+    "benchmark": ["anndata", "pandas", "scikit-learn", "scipy"],
+    "ablation": ["anndata", "pandas", "scikit-learn", "scipy"],
+    "count_genes": ["anndata", "h5py"],
+    "sensitivity": ["anndata", "pandas", "scikit-learn", "scipy"],
+    "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_embeddings": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_confusion": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_benchmark": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_ablation": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_sensitivity": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "markers": ["anndata", "scanpy", "pynndescent"],
+    "plot_markers": ["anndata", "scanpy", "pynndescent", "matplotlib"],
+}
+# Optional packages that are not installed on the development machines (kept out of CI), so not
+# in constraints.txt: written as the version range the package accepts (pyproject extras).
+RULE_UNPINNED: dict[str, list[str]] = {
+    "scvi": ["scvi-tools>=1.1,<1.5"],
 }
 
 
@@ -86,6 +106,7 @@ def render(rule: str, pins: dict[str, tuple[str, str]]) -> str:
         "  - pip:",
     ]
     lines += [f"      - {pins[n][0]}=={pins[n][1]}" for n in names]
+    lines += [f"      - {spec}" for spec in RULE_UNPINNED.get(rule, [])]
     return "\n".join(lines) + "\n"
 
 

@@ -11,7 +11,18 @@ try:
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-_SUBMODULES = ("io", "pp", "tl", "model", "metrics", "clustering", "simulate", "settings")
+_SUBMODULES = (
+    "io",
+    "pp",
+    "tl",
+    "model",
+    "metrics",
+    "clustering",
+    "markers",
+    "plotting",
+    "simulate",
+    "settings",
+)
 
 __all__ = ["InputError", "__version__", *_SUBMODULES]
 

@@ -176,7 +176,7 @@ def graph_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
 def write_results(adata: ad.AnnData, model, out_dir: PathLike, key: str = "scdsec") -> None:
     """Write a trained model's results into ``out_dir``.
 
-    * ``scdsec.h5ad``: the cells with ``obs[key]`` (labels), ``obsm['X_' + key]``
+    * ``{key}.h5ad`` (``scdsec.h5ad``): the cells with ``obs[key]`` (labels), ``obsm['X_' + key]``
       (embedding), ``obsm[key + '_q']`` (soft assignments), ``uns[key]`` (parameters, seed,
       versions, loss history); ``X`` is the log-normalised expression of the model's genes.
     * ``clusters.tsv``: cell and cluster, one line per cell.
@@ -199,7 +199,7 @@ def write_results(adata: ad.AnnData, model, out_dir: PathLike, key: str = "scdse
     clusters = pd.DataFrame({"cell": adata.obs_names, "cluster": adata.obs[key].astype(str)})
     with atomic_path(out / "clusters.tsv") as tmp:
         clusters.to_csv(tmp, sep="\t", index=False)
-    write_h5ad(compact, out / "scdsec.h5ad")
+    write_h5ad(compact, out / f"{key}.h5ad")
 
 
 def train_step(
@@ -212,11 +212,21 @@ def train_step(
     threads: int | None = None,
     deterministic: bool = False,
     device: str = "auto",
+    key: str = "scdsec",
 ) -> ad.AnnData:
-    """Read the graph step's output, train scDSEC with ``seed``, write :func:`write_results`."""
+    """Read the graph step's output, train scDSEC with ``seed``, write :func:`write_results`.
+
+    ``uns[key]`` also gets ``n_clusters_given`` (the K trained with) and, when trained on a
+    GPU, ``gpu_max_memory_mb`` (``torch.cuda.max_memory_allocated()`` during training); the
+    train record in ``uns['scdsec_steps']`` gets the latter too.
+    """
+    import torch
+
     from .tl import cluster
 
     adata = ad.read_h5ad(input)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     model = cluster(
         adata,
         n_clusters,
@@ -225,10 +235,19 @@ def train_step(
         device=device,
         threads=threads,
         deterministic=deterministic,
+        key_added=key,
     )
-    record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **params})
-    write_results(adata, model, out_dir)
-    labels = np.asarray(adata.obs["scdsec"])
+    run = adata.uns[key]
+    run["n_clusters_given"] = int(model.n_clusters)
+    extra = {}
+    if str(run.get("device", "")).startswith("cuda"):
+        extra["gpu_max_memory_mb"] = run["gpu_max_memory_mb"] = (
+            torch.cuda.max_memory_allocated() / 2**20
+        )
+        logger.info("Peak GPU memory: %.1f MB", run["gpu_max_memory_mb"])
+    record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **params, **extra})
+    write_results(adata, model, out_dir, key=key)
+    labels = np.asarray(adata.obs[key])
     logger.info(
         "scDSEC: %d clusters, sizes %s",
         len(set(labels)),

@@ -1,9 +1,14 @@
 # Config validation and the helpers every rule file uses.
 
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 from snakemake.utils import min_version, validate
+
+# Method names and their parameters come from the package beside this workflow (no heavy imports).
+sys.path.insert(0, str(Path(workflow.basedir)))
+from scdsec import experiments as xp
 
 min_version("9.0")
 
@@ -31,6 +36,44 @@ for _name in config["run"]:
 for _name, _entry in config["datasets"].items():
     if (_entry.get("source") is None) == (_entry.get("simulate") is None):
         _config_error(f"datasets.{_name}", "give exactly one of `source` or `simulate`")
+    if _name in ("benchmark", "ablation", "sensitivity"):
+        _config_error(f"datasets.{_name}", "this name is taken by an experiment's results folder")
+
+EXPERIMENT_DATASETS = config["experiments"]["datasets"] or config["run"][:1]
+EXPERIMENT_SEEDS = config["experiments"]["seeds"]
+for _name in EXPERIMENT_DATASETS:
+    if _name not in config["datasets"]:
+        _config_error(
+            "experiments.datasets",
+            f"dataset {_name!r} is not a key of `datasets` (known: {sorted(config['datasets'])})",
+        )
+
+
+def local_path(entry):
+    """The dataset's local file or folder (None for a URL or simulated data)."""
+    source = entry.get("source")
+    if source is None:
+        return None
+    parsed = urlparse(source)
+    if parsed.scheme in ("http", "https"):
+        return None
+    return parsed.path if parsed.scheme == "file" else source
+
+
+# A local dataset that is not there stops the run at once, naming the dataset and the path.
+for _name in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]):
+    _path = local_path(config["datasets"][_name])
+    if _path is not None and not Path(_path).exists():
+        _folder = Path(_path).parent
+        _config_error(
+            f"datasets.{_name}.source",
+            (
+                f"the folder {_folder} is missing (it should hold {Path(_path).name})"
+                if not _folder.is_dir()
+                else f"{_path} does not exist"
+            )
+            + f" — relative paths are read from the working directory {Path.cwd()}",
+        )
 
 
 wildcard_constraints:
@@ -38,6 +81,7 @@ wildcard_constraints:
     seed=r"\d+",
     t=r"\d+",
     k=r"\d+",
+    method=xp.METHOD_REGEX,
 
 
 T = config["normalize"]["n_top_genes"]
@@ -50,13 +94,7 @@ def dataset_entry(wildcards):
 
 def local_source(wildcards):
     """The dataset's file as an input when it is local, so that a changed file reruns its steps."""
-    source = dataset_entry(wildcards).get("source")
-    if source is None:
-        return []
-    parsed = urlparse(source)
-    if parsed.scheme in ("http", "https"):
-        return []
-    return parsed.path if parsed.scheme == "file" else source
+    return local_path(dataset_entry(wildcards)) or []
 
 
 def graph_file(t, k):
@@ -67,3 +105,171 @@ def final_outputs():
     return expand(
         "results/{dataset}/scdsec/seed{seed}/clusters.tsv", dataset=config["run"], seed=config["seeds"]
     )
+
+
+# ---------------------------------------------------------------- methods, evaluation, experiments
+# Every method's results: results/{dataset}/{method}/seed{seed}/ (names: scdsec/experiments.py).
+
+
+def result_file(dataset, method, seed):
+    """A method's result h5ad (``scdsec.h5ad`` for every deep method, ``{method}.h5ad`` else)."""
+    return f"results/{dataset}/{method}/seed{seed}/{xp.method_key(method)}.h5ad"
+
+
+def method_benchmark(dataset, method, seed):
+    return f"results/{dataset}/benchmarks/{method}_seed{seed}.tsv"
+
+
+def deep_spec(wildcards):
+    return xp.deep_spec(wildcards.method, t=T, k=K)
+
+
+def train_graph(wildcards):
+    """The graph a deep method trains on (its own t or K for the sensitivity variants)."""
+    spec = deep_spec(wildcards)
+    return graph_file(spec.t, spec.k).format(dataset=wildcards.dataset)
+
+
+def train_params(wildcards):
+    """The run's model parameters with the method's overrides (sdcn, ablations, α)."""
+    return xp.merge_params(MODEL_PARAMS, deep_spec(wildcards).overrides)
+
+
+def baseline_graph(wildcards):
+    """The kNN graph, for the estimate of K when a baseline that needs K has `auto`."""
+    if xp.needs_n_clusters(wildcards.method) and dataset_entry(wildcards)["n_clusters"] == "auto":
+        return graph_file(T, K).format(dataset=wildcards.dataset)
+    return []
+
+
+def preprocess_benchmarks(dataset, method):
+    """Benchmark files of the steps that made a deep method's input (normalize, graph)."""
+    if not xp.is_deep(method):
+        return []
+    spec = xp.deep_spec(method, t=T, k=K)
+    return [
+        f"results/{dataset}/benchmarks/normalize_t{spec.t}.tsv",
+        f"results/{dataset}/benchmarks/graph_t{spec.t}_k{spec.k}.tsv",
+    ]
+
+
+def evaluate_runs(wildcards):
+    """One record per method × seed of the run: its result file and benchmark files."""
+    return [
+        {
+            "method": method,
+            "seed": seed,
+            "key": xp.method_key(method),
+            "h5ad": result_file(wildcards.dataset, method, seed),
+            "benchmark": method_benchmark(wildcards.dataset, method, seed),
+            "preprocess_benchmarks": preprocess_benchmarks(wildcards.dataset, method),
+        }
+        for method in config["methods"]
+        for seed in config["seeds"]
+    ]
+
+
+def evaluate_inputs(wildcards):
+    files = []
+    for run in evaluate_runs(wildcards):
+        files += [run["h5ad"], run["benchmark"], *run["preprocess_benchmarks"]]
+    return list(dict.fromkeys(files))
+
+
+def ablation_entries(wildcards=None):
+    variants = [xp.FULL, *config["experiments"]["ablation"]]
+    return [
+        {
+            "dataset": dataset,
+            "variant": variant,
+            "seed": seed,
+            "method": xp.ablation_method(variant),
+            "key": "scdsec",
+            "h5ad": result_file(dataset, xp.ablation_method(variant), seed),
+        }
+        for dataset in EXPERIMENT_DATASETS
+        for variant in variants
+        for seed in EXPERIMENT_SEEDS
+    ]
+
+
+def n_genes_after_qc(dataset):
+    """Genes left after QC (from the `count_genes` checkpoint): the cap of the t sweep."""
+    with open(checkpoints.count_genes.get(dataset=dataset).output[0]) as fh:
+        return int(fh.read().split()[0])
+
+
+def sensitivity_entries(wildcards=None):
+    sweeps = config["experiments"]["sensitivity"]
+    entries = []
+    for dataset in EXPERIMENT_DATASETS:
+        for parameter in ("t", "k", "alpha"):
+            n_genes = n_genes_after_qc(dataset) if parameter == "t" else None
+            for value, method in xp.sensitivity_points(parameter, sweeps[parameter], n_genes=n_genes):
+                entries += [
+                    {
+                        "dataset": dataset,
+                        "parameter": parameter,
+                        "value": value,
+                        "seed": seed,
+                        "method": method,
+                        "key": "scdsec",
+                        "h5ad": result_file(dataset, method, seed),
+                    }
+                    for seed in EXPERIMENT_SEEDS
+                ]
+    return entries
+
+
+def experiment_graphs(wildcards=None):
+    """Each experiment dataset's graph file (for its true labels)."""
+    return {d: graph_file(T, K).format(dataset=d) for d in EXPERIMENT_DATASETS}
+
+
+def entry_files(entries):
+    return list(dict.fromkeys(entry["h5ad"] for entry in entries))
+
+
+def evaluation_outputs():
+    """The per-dataset metrics tables of the run (part of `all`)."""
+    return expand("results/{dataset}/metrics.tsv", dataset=config["run"])
+
+
+# ---------------------------------------------------------------- figures and marker genes
+# plot.smk and markers.smk: per run (a deep method × dataset × seed) and per experiment.
+
+#: The methods whose figures and marker genes `all` makes for every dataset of `run` × seed
+#: (the plot and marker rules accept any deep method when asked for its files).
+PLOT_METHODS = ["scdsec"]
+#: One run's folder, and the labels of its files in the report.
+RUN_DIR = "results/{dataset}/{method}/seed{seed}"
+RUN_LABELS = {"dataset": "{dataset}", "method": "{method}", "seed": "{seed}"}
+
+
+def has_true_labels(dataset):
+    """Whether the dataset has true cell types: simulated, or `labels` named in the config."""
+    entry = config["datasets"][dataset]
+    return entry.get("simulate") is not None or bool(entry.get("labels"))
+
+
+def run_context(wildcards):
+    """The line under a run's figure titles: dataset · method · seed."""
+    return f"{wildcards.dataset} · {wildcards.method} · seed {wildcards.seed}"
+
+
+def plot_outputs():
+    """Each run's figures and marker genes (part of `all`); the confusion matrix only where
+    the dataset has true labels."""
+    files = []
+    for dataset in config["run"]:
+        names = ["plots/loss.png", "plots/embeddings.png", "markers.tsv", "plots/markers_dotplot.png"]
+        if has_true_labels(dataset):
+            names.append("plots/confusion.png")
+        files += expand(
+            f"{RUN_DIR}/{{name}}",
+            dataset=dataset,
+            method=PLOT_METHODS,
+            seed=config["seeds"],
+            name=names,
+        )
+    return files

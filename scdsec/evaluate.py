@@ -1,0 +1,505 @@
+"""Scoring the workflow's results: per-dataset metrics, the benchmark table, the experiments.
+
+* :func:`evaluate_dataset`: one row per method and seed (``results/{dataset}/metrics.tsv``,
+  columns :data:`METRIC_COLUMNS`): NMI, ARI, ACC, AMI against the true labels, the number of
+  clusters found, the silhouette of the labels in the method's embedding, k-means in the
+  method's embedding and in the PCA space of the normalised expression (the paper's Table 4),
+  and the time and peak memory of the method's steps (Snakemake's benchmark files). A dataset
+  without labels gets the label-free measures only (column ``labels`` is ``none``); a method
+  that could not run keeps its row, with NaN measures and its ``status`` and ``note``.
+* :func:`benchmark_markdown`: the paper's Table 2 — mean ± sd over seeds per dataset × method
+  for NMI and ARI, the best per dataset in bold, "—" for missing, and the average over datasets.
+* :func:`score_entries`: label scores of a list of runs (the ablation and sensitivity tables).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .metrics import label_scores, silhouette
+
+logger = logging.getLogger("scdsec")
+
+PathLike = str | os.PathLike
+
+LABEL_MEASURES = ("nmi", "ari", "acc", "ami")
+#: Columns of ``results/{dataset}/metrics.tsv`` (and ``results/benchmark/scores.tsv``).
+METRIC_COLUMNS = [
+    "dataset",
+    "method",
+    "seed",
+    "status",  # ok | missing (the method could not run; see note)
+    "note",
+    "labels",  # true | none (no true labels: label-free measures only)
+    "n_clusters",  # clusters found
+    "n_clusters_given",  # the K the method was given (NaN for methods that find their own)
+    *LABEL_MEASURES,
+    "silhouette",  # of the method's labels in its own embedding
+    "kmeans_ari",  # k-means (K = n_clusters_eval) in the method's embedding
+    "kmeans_silhouette",
+    "pca_kmeans_ari",  # the same k-means in the PCA space of the normalised expression
+    "pca_kmeans_silhouette",
+    "n_clusters_eval",
+    "seconds",  # the method's own step (Snakemake benchmark `s`)
+    "max_rss_mb",
+    "preprocess_seconds",  # the steps that made its input beyond QC (normalize + graph)
+    "preprocess_max_rss_mb",
+    "gpu_max_memory_mb",  # torch.cuda.max_memory_allocated() when trained on a GPU
+]
+MISSING = "—"
+
+
+@dataclass
+class MethodResult:
+    """One method's labels and embedding, read from its ``{key}.h5ad``."""
+
+    labels: pd.Series | None  # cluster per cell (index: cell names)
+    embedding: np.ndarray | None
+    status: str = "ok"
+    note: str = ""
+    n_clusters_given: float = math.nan
+    gpu_max_memory_mb: float = math.nan
+
+
+def read_result(path: PathLike, key: str) -> MethodResult:
+    """Read ``obs[key]``, ``obsm['X_' + key]`` and ``uns[key]`` of a method's result file.
+
+    A file without ``obs[key]`` (a method that could not run) gives status ``missing`` with
+    the reason recorded in ``uns[key]['reason']``.
+    """
+    adata = ad.read_h5ad(path)
+    record = dict(adata.uns.get(key, {}))
+    status = str(record.get("status", "ok"))
+    note = str(record.get("reason", "") or record.get("note", ""))
+    if key not in adata.obs:
+        if status == "ok":
+            status, note = "missing", f"no obs[{key!r}] in {path}"
+        return MethodResult(None, None, status, note)
+    embedding = adata.obsm.get(f"X_{key}")
+    given = record.get("n_clusters_given", record.get("n_clusters") if key == "scdsec" else None)
+    return MethodResult(
+        labels=pd.Series(np.asarray(adata.obs[key]).astype(str), index=adata.obs_names),
+        embedding=None if embedding is None else np.asarray(embedding, dtype=np.float64),
+        status=status,
+        note=note,
+        n_clusters_given=_number(given),
+        gpu_max_memory_mb=_number(record.get("gpu_max_memory_mb")),
+    )
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_benchmark(path: PathLike | None) -> dict[str, float]:
+    """Seconds and peak resident memory (MB) of a Snakemake ``benchmark:`` file; NaN if absent.
+
+    With repeated measurements (``repeat()``), the mean time and the largest memory.
+    """
+    out = {"seconds": math.nan, "max_rss_mb": math.nan}
+    if path is None or not Path(path).is_file():
+        return out
+    table = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
+    if "s" in table and len(table):
+        out["seconds"] = float(pd.to_numeric(table["s"], errors="coerce").mean())
+    if "max_rss" in table and len(table):
+        out["max_rss_mb"] = float(pd.to_numeric(table["max_rss"], errors="coerce").max())
+    return out
+
+
+def read_reference(graph: PathLike) -> tuple[pd.Series | None, np.ndarray, pd.Index]:
+    """True labels (``obs['label']``, None when absent), ``obsm['X_pca']`` and the cell names.
+
+    ``graph`` is the workflow's graph file: the QC'd cells with the PCA of the normalised,
+    scaled highly variable genes.
+    """
+    adata = ad.read_h5ad(graph, backed="r")
+    try:
+        truth = None
+        if "label" in adata.obs:
+            truth = adata.obs["label"].astype(object).where(adata.obs["label"].notna())
+            truth = truth.astype(str).where(truth.notna())
+            if truth.notna().sum() == 0:
+                truth = None
+        pca = np.asarray(adata.obsm["X_pca"], dtype=np.float64)
+        return truth, pca, adata.obs_names.copy()
+    finally:
+        adata.file.close()
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
+    from .baselines import kmeans_labels
+
+    return kmeans_labels(x, k, seed=seed, n_init=n_init)
+
+
+def _label_columns(truth: pd.Series | None, pred: pd.Series) -> dict[str, float]:
+    """Label measures on the cells that have both a true label and a cluster."""
+    if truth is None:
+        return dict.fromkeys(LABEL_MEASURES, math.nan)
+    both = pd.concat([truth.rename("t"), pred.rename("p")], axis=1, join="inner").dropna()
+    if both.empty:
+        return dict.fromkeys(LABEL_MEASURES, math.nan)
+    return label_scores(both["t"].to_numpy(), both["p"].to_numpy())
+
+
+def _ari(truth: pd.Series | None, pred: pd.Series) -> float:
+    return _label_columns(truth, pred)["ari"] if truth is not None else math.nan
+
+
+def score_result(
+    result: MethodResult,
+    truth: pd.Series | None,
+    *,
+    k_eval: int | None,
+    seed: int = 0,
+    kmeans_n_init: int = 10,
+) -> dict[str, float]:
+    """The measures of one method's result (NaN for what cannot be measured)."""
+    row: dict[str, float] = dict.fromkeys(
+        ["n_clusters", *LABEL_MEASURES, "silhouette", "kmeans_ari", "kmeans_silhouette"], math.nan
+    )
+    if result.labels is None:
+        return row
+    pred = result.labels
+    row["n_clusters"] = float(pred.nunique())
+    row.update(_label_columns(truth, pred))
+    if result.embedding is not None and len(result.embedding) == len(pred):
+        emb = result.embedding
+        row["silhouette"] = silhouette(emb, pred.to_numpy(), seed=seed)
+        k = k_eval or int(pred.nunique())
+        if 2 <= k < len(pred):
+            km = pd.Series(_kmeans(emb, k, seed, kmeans_n_init), index=pred.index)
+            row["kmeans_ari"] = _ari(truth, km)
+            row["kmeans_silhouette"] = silhouette(emb, km.to_numpy(), seed=seed)
+    return row
+
+
+def evaluate_dataset(
+    dataset: str,
+    runs: Sequence[Mapping[str, Any]],
+    graph: PathLike,
+    *,
+    n_clusters: int | str = "auto",
+    kmeans_n_init: int = 10,
+) -> pd.DataFrame:
+    """Score every run of one dataset: one row per method and seed (:data:`METRIC_COLUMNS`).
+
+    Parameters
+    ----------
+    dataset
+        The dataset's name (the ``dataset`` column).
+    runs
+        One mapping per method and seed: ``method``, ``seed``, ``key`` (the ``obs``/``obsm``
+        key), ``h5ad`` (its result file), ``benchmark`` (the Snakemake benchmark file of its
+        step) and ``preprocess_benchmarks`` (those of the steps that made its input).
+    graph
+        The workflow's graph file: true labels (``obs['label']``) and the PCA space.
+    n_clusters
+        The dataset's K; with ``auto``, k-means uses the number of true types (or, without
+        labels, the number of clusters the method found).
+    kmeans_n_init
+        k-means restarts.
+    """
+    truth, pca, cells = read_reference(graph)
+    if isinstance(n_clusters, int | np.integer):
+        k_eval: int | None = int(n_clusters)
+    else:
+        k_eval = int(truth.nunique()) if truth is not None else None
+    reference: dict[int, dict[str, float]] = {}
+    rows = []
+    for run in runs:
+        seed = int(run["seed"])
+        result = read_result(run["h5ad"], run["key"])
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "method": run["method"],
+            "seed": seed,
+            "status": result.status,
+            "note": result.note,
+            "labels": "true" if truth is not None else "none",
+            "n_clusters_given": result.n_clusters_given,
+            "n_clusters_eval": k_eval if k_eval is not None else math.nan,
+            "gpu_max_memory_mb": result.gpu_max_memory_mb,
+        }
+        row.update(
+            score_result(result, truth, k_eval=k_eval, seed=seed, kmeans_n_init=kmeans_n_init)
+        )
+        if k_eval is not None and seed not in reference:
+            km = pd.Series(_kmeans(pca, k_eval, seed, kmeans_n_init), index=cells)
+            reference[seed] = {
+                "pca_kmeans_ari": _ari(truth, km),
+                "pca_kmeans_silhouette": silhouette(pca, km.to_numpy(), seed=seed),
+            }
+        row.update(
+            reference.get(seed, {"pca_kmeans_ari": math.nan, "pca_kmeans_silhouette": math.nan})
+        )
+        row.update(read_benchmark(run.get("benchmark")))
+        pre = [read_benchmark(p) for p in run.get("preprocess_benchmarks") or []]
+        row["preprocess_seconds"] = float(sum(p["seconds"] for p in pre)) if pre else 0.0
+        row["preprocess_max_rss_mb"] = max((p["max_rss_mb"] for p in pre), default=math.nan)
+        rows.append(row)
+        logger.info(
+            "%s %s seed %d: %s, %s clusters, NMI %.3f, ARI %.3f",
+            dataset,
+            run["method"],
+            seed,
+            result.status,
+            row["n_clusters"],
+            row["nmi"],
+            row["ari"],
+        )
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def write_table(table: pd.DataFrame, output: PathLike) -> None:
+    """Write a TSV atomically (NaN as empty fields would be lost: written as ``NaN``)."""
+    from .pipeline import atomic_path
+
+    with atomic_path(output) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
+
+
+def read_table(path: PathLike) -> pd.DataFrame:
+    """Read a TSV written by :func:`write_table` (``note`` kept as text)."""
+    table = pd.read_csv(path, sep="\t", na_values=["NaN"], keep_default_na=False)
+    for column in ("note", "status", "labels"):
+        if column in table:
+            table[column] = table[column].fillna("").astype(str)
+    return table
+
+
+def evaluate_step(
+    graph: PathLike,
+    output: PathLike,
+    *,
+    dataset: str,
+    runs: Sequence[Mapping[str, Any]],
+    n_clusters: int | str = "auto",
+    kmeans_n_init: int = 10,
+) -> pd.DataFrame:
+    """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``."""
+    table = evaluate_dataset(
+        dataset, runs, graph, n_clusters=n_clusters, kmeans_n_init=kmeans_n_init
+    )
+    write_table(table, output)
+    return table
+
+
+# --------------------------------------------------------------------------- benchmark table
+
+
+def collect_scores(paths: Iterable[PathLike]) -> pd.DataFrame:
+    """The rows of several ``metrics.tsv`` files, one table."""
+    tables = [read_table(p) for p in paths]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=METRIC_COLUMNS)
+
+
+def summarise(scores: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Mean, sd (ddof 1), number of scored seeds and of seeds per dataset × method."""
+    grouped = scores.groupby(["dataset", "method"], sort=False)[measure]
+    return pd.DataFrame(
+        {
+            "mean": grouped.mean(),
+            "sd": grouped.std(ddof=1),
+            "n": grouped.count(),
+            "total": grouped.size(),
+        }
+    )
+
+
+def _fmt(mean: float, sd: float, n: int, total: int, digits: int) -> str:
+    if n == 0 or not np.isfinite(mean):
+        return MISSING
+    text = f"{mean:.{digits}f}"
+    if n > 1 and np.isfinite(sd):
+        text += f" ± {sd:.{digits}f}"
+    if n < total:
+        text += f" ({n}/{total} seeds)"
+    return text
+
+
+def markdown_table(
+    scores: pd.DataFrame,
+    measure: str,
+    *,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    digits: int = 3,
+) -> str:
+    """One measure as a Markdown table: datasets × methods, mean ± sd over seeds.
+
+    The best mean of each dataset (and of the average row) is in bold; a method without a
+    score on a dataset shows "—". The last row averages each method's means over the
+    labelled datasets; it is "—" for a method missing on any of them.
+    """
+    methods = list(methods) if methods is not None else list(dict.fromkeys(scores["method"]))
+    datasets = list(datasets) if datasets is not None else list(dict.fromkeys(scores["dataset"]))
+    summary = summarise(scores, measure)
+    header = ["dataset", *methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    labelled = []
+    means: dict[str, list[float]] = {m: [] for m in methods}
+    for dataset in datasets:
+        has_labels = (
+            "labels" not in scores
+            or (scores.loc[scores["dataset"] == dataset, "labels"] != "none").any()
+        )
+        cells, values = [], {}
+        for method in methods:
+            if (dataset, method) in summary.index:
+                s = summary.loc[(dataset, method)]
+                cells.append(_fmt(s["mean"], s["sd"], int(s["n"]), int(s["total"]), digits))
+                values[method] = s["mean"] if s["n"] > 0 else math.nan
+            else:
+                cells.append(MISSING)
+                values[method] = math.nan
+        best = _best(values, digits)
+        cells = [f"**{c}**" if m in best else c for m, c in zip(methods, cells, strict=True)]
+        name = dataset if has_labels else f"{dataset} (no labels)"
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+        if has_labels:
+            labelled.append(dataset)
+            for method in methods:
+                means[method].append(values[method])
+    average = {
+        m: (float(np.mean(v)) if v and np.all(np.isfinite(v)) else math.nan)
+        for m, v in means.items()
+    }
+    best = _best(average, digits)
+    cells = [(f"{average[m]:.{digits}f}" if np.isfinite(average[m]) else MISSING) for m in methods]
+    cells = [f"**{c}**" if m in best else c for m, c in zip(methods, cells, strict=True)]
+    lines.append("| " + " | ".join([f"average over datasets ({len(labelled)})", *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _best(values: Mapping[str, float], digits: int) -> set[str]:
+    """Methods whose value, rounded to ``digits``, is the highest (ties all win)."""
+    finite = {m: round(v, digits) for m, v in values.items() if np.isfinite(v)}
+    if not finite:
+        return set()
+    top = max(finite.values())
+    return {m for m, v in finite.items() if v == top}
+
+
+def benchmark_markdown(
+    scores: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    measures: Sequence[str] = ("nmi", "ari"),
+    digits: int = 3,
+) -> str:
+    """The benchmark as Markdown: one table per measure and the list of missing runs."""
+    seeds = sorted(scores["seed"].unique()) if len(scores) else []
+    parts = [
+        "# Benchmark\n",
+        f"Mean ± sd over {len(seeds)} seeds ({', '.join(map(str, seeds))}); final-epoch labels; "
+        "one configuration for every dataset. Best per row in bold; "
+        f"{MISSING} = no score (method missing or dataset without labels).\n",
+    ]
+    for measure in measures:
+        parts.append(f"\n## {measure.upper()}\n\n")
+        parts.append(
+            markdown_table(scores, measure, methods=methods, datasets=datasets, digits=digits)
+        )
+    problems = scores[scores.get("status", pd.Series("ok", index=scores.index)) != "ok"]
+    if len(problems):
+        parts.append("\n## Runs without scores\n\n")
+        for (dataset, method, status, note), group in problems.groupby(
+            ["dataset", "method", "status", "note"], sort=False
+        ):
+            seeds_text = ", ".join(str(s) for s in sorted(group["seed"]))
+            parts.append(f"- {method} on {dataset} (seeds {seeds_text}): {status} — {note}\n")
+    return "".join(parts)
+
+
+def benchmark_step(
+    metrics: Sequence[PathLike],
+    scores_out: PathLike,
+    table_out: PathLike,
+    *,
+    methods: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Concatenate the datasets' ``metrics.tsv`` into ``scores.tsv`` and write ``table.md``."""
+    from .pipeline import atomic_path
+
+    scores = collect_scores(metrics)
+    if methods is not None:
+        scores = scores[scores["method"].isin(methods)]
+    write_table(scores, scores_out)
+    with atomic_path(table_out) as tmp:
+        Path(tmp).write_text(benchmark_markdown(scores, methods=methods, datasets=datasets))
+    return scores
+
+
+# --------------------------------------------------------------------------- experiments
+
+
+def score_entries(
+    entries: Sequence[Mapping[str, Any]],
+    graphs: Mapping[str, PathLike],
+    *,
+    id_columns: Sequence[str],
+    measures: Sequence[str] = ("nmi", "ari", "acc"),
+) -> pd.DataFrame:
+    """Label scores of a list of runs, one row each (the ablation and sensitivity tables).
+
+    Each entry has the ``id_columns`` (``dataset`` among them), ``h5ad`` and ``key``;
+    ``graphs`` maps each dataset to its graph file (for the true labels). The table has the
+    ``id_columns``, the ``measures``, ``method`` (when in the entries), ``status`` and
+    ``note``; a dataset without labels gets NaN scores and the note ``labels: none``.
+    """
+    truths = {d: read_reference(g)[0] for d, g in graphs.items()}
+    rows = []
+    for entry in entries:
+        result = read_result(entry["h5ad"], entry["key"])
+        truth = truths[entry["dataset"]]
+        scores = (
+            _label_columns(truth, result.labels)
+            if result.labels is not None
+            else dict.fromkeys(LABEL_MEASURES, math.nan)
+        )
+        note = (
+            result.note
+            if truth is not None
+            else "; ".join(filter(None, ["labels: none", result.note]))
+        )
+        rows.append(
+            {
+                **{c: entry[c] for c in id_columns},
+                **{m: scores[m] for m in measures},
+                **({"method": entry["method"]} if "method" in entry else {}),
+                "status": result.status,
+                "note": note,
+            }
+        )
+    columns = [*id_columns, *measures, *(["method"] if any("method" in e for e in entries) else [])]
+    return pd.DataFrame(rows, columns=[*columns, "status", "note"])
+
+
+def experiment_step(
+    output: PathLike,
+    *,
+    entries: Sequence[Mapping[str, Any]],
+    graphs: Mapping[str, PathLike],
+    id_columns: Sequence[str],
+) -> pd.DataFrame:
+    """File-level :func:`score_entries`: write the experiment's ``scores.tsv``."""
+    table = score_entries(entries, graphs, id_columns=id_columns)
+    write_table(table, output)
+    return table

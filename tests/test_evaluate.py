@@ -1,0 +1,280 @@
+"""The evaluation tables: metrics per method × seed, missing methods, label-free datasets, the
+benchmark's Markdown table and the experiments' scores."""
+
+from __future__ import annotations
+
+import math
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from scdsec import evaluate
+
+N_CELLS = 120
+
+
+def _graph(path, *, labels: bool = True):
+    """A graph file: 3 well-separated types in a 5-D PCA space."""
+    rng = np.random.default_rng(0)
+    truth = np.repeat(["a", "b", "c"], N_CELLS // 3)
+    centres = {"a": 0.0, "b": 6.0, "c": 12.0}
+    pca = np.stack([rng.normal(centres[t], 1.0, 5) for t in truth]).astype(np.float32)
+    obs = pd.DataFrame(index=[f"cell{i}" for i in range(N_CELLS)])
+    if labels:
+        obs["label"] = pd.Categorical(truth)
+    adata = ad.AnnData(X=np.zeros((N_CELLS, 2), dtype=np.float32), obs=obs)
+    adata.obsm["X_pca"] = pca
+    adata.write_h5ad(path)
+    return truth, pca, obs.index
+
+
+def _result(path, key, cells, labels=None, embedding=None, uns=None):
+    adata = ad.AnnData(obs=pd.DataFrame(index=cells))
+    if labels is not None:
+        adata.obs[key] = pd.Categorical(np.asarray(labels).astype(str))
+        adata.obsm[f"X_{key}"] = embedding
+    adata.uns[key] = uns or {}
+    adata.write_h5ad(path)
+    return str(path)
+
+
+def _benchmark(path, seconds, rss):
+    path.write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+        f"{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t0\t1\n"
+    )
+    return str(path)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A perfect deep method, a noisy baseline and a missing one, over two seeds."""
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    rng = np.random.default_rng(1)
+    out = []
+    for seed in (0, 1):
+        perfect = _result(
+            tmp_path / f"scdsec{seed}.h5ad",
+            "scdsec",
+            cells,
+            labels=pd.factorize(truth)[0],
+            embedding=pca[:, :2],
+            uns={"n_clusters": 3, "seed": seed},
+        )
+        noisy = _result(
+            tmp_path / f"leiden{seed}.h5ad",
+            "leiden",
+            cells,
+            labels=rng.integers(0, 4, N_CELLS),
+            embedding=pca,
+            uns={"status": "ok", "reason": ""},
+        )
+        missing = _result(
+            tmp_path / f"scvi{seed}.h5ad",
+            "scvi_leiden",
+            cells,
+            uns={"status": "missing", "reason": "scvi-tools cannot be imported"},
+        )
+        out += [
+            {
+                "method": "scdsec",
+                "seed": seed,
+                "key": "scdsec",
+                "h5ad": perfect,
+                "benchmark": _benchmark(tmp_path / f"b_scdsec{seed}.tsv", 12.5, 800.0),
+                "preprocess_benchmarks": [
+                    _benchmark(tmp_path / "norm.tsv", 2.0, 300.0),
+                    _benchmark(tmp_path / "graph.tsv", 3.0, 500.0),
+                ],
+            },
+            {
+                "method": "leiden",
+                "seed": seed,
+                "key": "leiden",
+                "h5ad": noisy,
+                "benchmark": str(tmp_path / "absent.tsv"),
+            },
+            {
+                "method": "scvi_leiden",
+                "seed": seed,
+                "key": "scvi_leiden",
+                "h5ad": missing,
+                "benchmark": _benchmark(tmp_path / f"b_scvi{seed}.tsv", 1.0, 90.0),
+            },
+        ]
+    return out
+
+
+def test_one_row_per_method_and_seed_with_the_measures(tmp_path, runs):
+    table = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", n_clusters=3)
+    assert list(table.columns) == evaluate.METRIC_COLUMNS
+    assert len(table) == 6
+    assert set(zip(table["method"], table["seed"], strict=True)) == {
+        (m, s) for m in ("scdsec", "leiden", "scvi_leiden") for s in (0, 1)
+    }
+    perfect = table[table["method"] == "scdsec"].iloc[0]
+    for measure in ("nmi", "ari", "acc", "ami"):
+        assert perfect[measure] == pytest.approx(1.0)
+    assert perfect["n_clusters"] == 3 and perfect["n_clusters_given"] == 3
+    assert perfect["silhouette"] > 0.5 and perfect["kmeans_ari"] == pytest.approx(1.0)
+    assert perfect["pca_kmeans_ari"] == pytest.approx(1.0)
+    assert perfect["seconds"] == 12.5 and perfect["max_rss_mb"] == 800.0
+    assert perfect["preprocess_seconds"] == 5.0 and perfect["preprocess_max_rss_mb"] == 500.0
+    assert perfect["labels"] == "true" and perfect["status"] == "ok"
+    noisy = table[table["method"] == "leiden"].iloc[0]
+    assert noisy["ari"] < 0.2 and noisy["n_clusters"] == 4
+    assert math.isnan(noisy["seconds"])  # no benchmark file: NaN, not an error
+    assert math.isnan(noisy["n_clusters_given"])
+
+
+def test_a_missing_method_keeps_its_rows_with_nan_and_status(tmp_path, runs):
+    table = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", n_clusters=3)
+    missing = table[table["method"] == "scvi_leiden"]
+    assert len(missing) == 2
+    assert (missing["status"] == "missing").all()
+    assert missing["note"].str.contains("scvi-tools").all()
+    for measure in ("nmi", "ari", "acc", "ami", "n_clusters", "silhouette", "kmeans_ari"):
+        assert missing[measure].isna().all(), measure
+    assert (missing["seconds"] == 1.0).all()  # it did run, and took a second to say so
+    # the dataset's reference (k-means in the PCA space) is there for every row
+    assert missing["pca_kmeans_ari"].notna().all()
+
+    out = tmp_path / "metrics.tsv"
+    evaluate.write_table(table, out)
+    again = evaluate.read_table(out)
+    assert len(again) == 6 and again.loc[again["method"] == "scvi_leiden", "nmi"].isna().all()
+    assert (again.loc[again["method"] == "scdsec", "note"] == "").all()
+
+
+def test_a_dataset_without_labels_gets_label_free_measures_only(tmp_path, runs):
+    _graph(tmp_path / "graph.h5ad", labels=False)
+    table = evaluate.evaluate_dataset("nolabels", runs, tmp_path / "graph.h5ad", n_clusters="auto")
+    assert (table["labels"] == "none").all()
+    for measure in ("nmi", "ari", "acc", "ami", "kmeans_ari", "pca_kmeans_ari"):
+        assert table[measure].isna().all(), measure
+    ran = table[table["status"] == "ok"]
+    assert ran["silhouette"].notna().all() and ran["n_clusters"].notna().all()
+    assert ran["kmeans_silhouette"].notna().all()  # k-means with the number each method found
+
+
+def _scores():
+    rows = []
+    for dataset, shift in (("d1", 0.0), ("d2", 0.1)):
+        for method, base in (("scdsec", 0.8), ("leiden", 0.6), ("scvi", 0.7)):
+            for seed in range(3):
+                value = base + shift + 0.01 * seed
+                status, note = "ok", ""
+                if method == "scvi" and dataset == "d2":
+                    value, status, note = math.nan, "missing", "no scvi-tools"
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "method": method,
+                        "seed": seed,
+                        "nmi": value,
+                        "ari": value - 0.1,
+                        "status": status,
+                        "note": note,
+                        "labels": "true",
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_markdown_table_bold_best_mean_sd_and_dash_for_missing():
+    text = evaluate.markdown_table(_scores(), "nmi", methods=["scdsec", "leiden", "scvi"])
+    lines = text.strip().splitlines()
+    assert lines[0] == "| dataset | scdsec | leiden | scvi |"
+    assert lines[1] == "|---|---|---|---|"
+    d1 = lines[2].split(" | ")
+    assert d1[0] == "| d1"
+    assert d1[1] == "**0.810 ± 0.010**"  # best, bold, mean ± sd over seeds
+    assert d1[2] == "0.610 ± 0.010"
+    d2 = lines[3].split(" | ")
+    assert d2[1].startswith("**0.910") and d2[3].rstrip(" |") == "—"
+    average = lines[4].split(" | ")
+    assert average[0].startswith("| average over datasets")
+    assert average[1] == "**0.860**" and average[2] == "0.660"
+    assert average[3].rstrip(" |") == "—"  # missing on one dataset: no average
+
+
+def test_markdown_table_partial_seeds_and_unlabelled_rows():
+    scores = _scores()
+    scores.loc[(scores["method"] == "leiden") & (scores["seed"] == 2), "nmi"] = math.nan
+    scores.loc[scores["dataset"] == "d2", "labels"] = "none"
+    scores.loc[scores["dataset"] == "d2", "nmi"] = math.nan
+    text = evaluate.markdown_table(scores, "nmi", methods=["scdsec", "leiden", "scvi"])
+    assert "0.605 ± 0.007 (2/3 seeds)" in text
+    assert "| d2 (no labels) | — | — | — |" in text
+    assert "average over datasets (1)" in text
+
+
+def test_benchmark_markdown_lists_the_runs_without_scores(tmp_path):
+    scores = _scores()
+    for dataset, group in scores.groupby("dataset"):
+        evaluate.write_table(group, tmp_path / f"{dataset}.tsv")
+    out = evaluate.benchmark_step(
+        [tmp_path / "d1.tsv", tmp_path / "d2.tsv"],
+        tmp_path / "scores.tsv",
+        tmp_path / "table.md",
+        methods=["scdsec", "leiden", "scvi"],
+    )
+    assert len(out) == 18
+    text = (tmp_path / "table.md").read_text()
+    assert "## NMI" in text and "## ARI" in text
+    assert "scvi on d2 (seeds 0, 1, 2): missing — no scvi-tools" in text
+    assert len(pd.read_csv(tmp_path / "scores.tsv", sep="\t")) == 18
+
+
+def test_score_entries_for_the_experiments(tmp_path, runs):
+    entries = [
+        {"dataset": "toy", "variant": "full", "seed": 0, "key": "scdsec", "h5ad": runs[0]["h5ad"]},
+        {
+            "dataset": "toy",
+            "variant": "x",
+            "seed": 0,
+            "key": "scvi_leiden",
+            "h5ad": runs[2]["h5ad"],
+        },
+    ]
+    table = evaluate.score_entries(
+        entries, {"toy": tmp_path / "graph.h5ad"}, id_columns=["dataset", "variant", "seed"]
+    )
+    assert list(table.columns) == [
+        "dataset",
+        "variant",
+        "seed",
+        "nmi",
+        "ari",
+        "acc",
+        "status",
+        "note",
+    ]
+    assert table.loc[0, "nmi"] == pytest.approx(1.0)
+    assert table.loc[1, "status"] == "missing" and math.isnan(table.loc[1, "ari"])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_gpu_peak_memory_reaches_the_metrics(tmp_path, small_counts):
+    if not _cuda():
+        pytest.skip("needs a CUDA device")
+    from scdsec import pp
+    from scdsec.pipeline import train_step, write_h5ad
+
+    prepared = pp.prepare(
+        small_counts, normalize_params={"n_top_genes": 150}, graph={"n_neighbors": 10, "n_pcs": 20}
+    )
+    write_h5ad(prepared, tmp_path / "graph.h5ad")
+    params = {"model": {"dims": [64, 32, 8]}, "train": {"pretrain_epochs": 5, "epochs": 5}}
+    train_step(tmp_path / "graph.h5ad", tmp_path / "run", n_clusters=4, params=params, seed=0)
+    result = evaluate.read_result(tmp_path / "run" / "scdsec.h5ad", "scdsec")
+    assert result.gpu_max_memory_mb > 0 and result.n_clusters_given == 4

@@ -1,0 +1,209 @@
+"""The evaluation and experiment targets of the workflow: evaluate, benchmark, ablation,
+sensitivity (dry runs of the real configurations, and a run on a tiny demo)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, SHARED_DATA
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+TINY = {
+    "run": ["demo"],
+    "seeds": [0, 1],
+    "datasets": {
+        "demo": {
+            "simulate": {"cells": 300, "genes": 200, "types": 3, "separation": 1.0},
+            "labels": "cell_type",
+            "n_clusters": 3,
+        }
+    },
+    "normalize": {"n_top_genes": 100},
+    "graph": {"n_neighbors": 10, "n_pcs": 10},
+    "model": {"dims": [32, 16, 4]},
+    "train": {"pretrain_epochs": 10, "epochs": 5},
+    "methods": ["scdsec", "leiden_k", "scvi_kmeans"],
+    "baselines": {"n_top_genes": 100, "n_pcs": 10},
+    "experiments": {
+        "seeds": [0],
+        "ablation": ["no_kl"],
+        "sensitivity": {"t": [5000, 10000], "k": [5], "alpha": [0.3]},
+    },
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """``{rule: job count}`` from a dry run's job stats table (empty when nothing to do)."""
+    text = snakemake(workdir, "-n", *args).stdout
+    if "Job stats:" not in text:
+        return {}
+    jobs = {}
+    for line in text.split("Job stats:", 1)[1].splitlines()[3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_default_config_plans_every_method_and_the_experiments(tmp_path):
+    (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    jobs = planned_jobs(tmp_path)
+    # all: scdsec and sdcn trained, three standard baselines, one evaluation per dataset
+    assert jobs["train"] == 2 and jobs["baseline"] == 3 and jobs["evaluate"] == 1
+    # ablation: the full model and 7 variants × 3 seeds on the first dataset
+    jobs = planned_jobs(tmp_path, "ablation")
+    assert jobs["train"] == 8 * 3 and jobs["ablation"] == 1
+    # a variant's result is unambiguous: one train job on its own graph
+    jobs = planned_jobs(tmp_path, "results/demo/scdsec-k10/seed0/scdsec.h5ad")
+    assert jobs == {"download": 1, "qc": 1, "normalize": 1, "graph": 1, "train": 1}
+    text = snakemake(tmp_path, "-n", "results/demo/scdsec-t500/seed0/clusters.tsv").stdout
+    assert "graph_t500_k50.h5ad" in text
+    jobs = planned_jobs(tmp_path, "results/demo/leiden/seed3/leiden.h5ad")
+    assert jobs == {"download": 1, "qc": 1, "baseline": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"methods": ["scdsec", "louvain"]}, "louvain"),
+        ({"experiments": {"datasets": ["nope"]}}, "experiments.datasets"),
+        ({"experiments": {"ablation": ["wo_everything"]}}, "wo_everything"),
+        ({"baselines": {"kmeans_n_init": 1}}, "kmeans_n_init"),
+    ],
+)
+def test_a_wrong_experiment_config_stops_naming_the_key(tmp_path, change, key):
+    write_config(tmp_path, {**TINY, **change})
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert key in proc.stdout + proc.stderr
+    assert not (tmp_path / "resources").exists()
+
+
+def test_shared_data_benchmark_stops_at_once_without_the_folder(tmp_path):
+    work = tmp_path / "repo"
+    work.mkdir()
+    proc = snakemake(
+        work,
+        "-n",
+        "benchmark",
+        "--configfile",
+        str(ROOT / "benchmarks" / "shared_data.yaml"),
+        check=False,
+    )
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "../shared/data is missing" in out and "pbmc_10x" in out
+
+
+@pytest.mark.realdata
+def test_shared_data_benchmark_plans_the_four_datasets_and_ten_seeds(tmp_path, shared_data):
+    """`snakemake benchmark --configfile benchmarks/shared_data.yaml`, run from a checkout
+    beside ../shared/data (a link to the real folder here)."""
+    work = tmp_path / "repo"
+    work.mkdir()
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(SHARED_DATA)
+    (work / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    jobs = planned_jobs(
+        work, "benchmark", "--configfile", str(ROOT / "benchmarks" / "shared_data.yaml")
+    )
+    assert jobs["download"] == 4 and jobs["evaluate"] == 4 and jobs["benchmark"] == 1
+    assert jobs["train"] == 4 * 10 * 2  # scdsec and sdcn
+    assert jobs["baseline"] == 4 * 10 * 3  # leiden, leiden_k, kmeans_pca
+    config = yaml.safe_load((ROOT / "benchmarks" / "shared_data.yaml").read_text())
+    assert {Path(d["source"]).name for d in config["datasets"].values()} == {
+        p.name for p in SHARED_DATA.glob("*.h5")
+    }
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_evaluate_benchmark_ablation_and_sensitivity(tmp_path):
+    write_config(tmp_path, TINY)
+    snakemake(
+        tmp_path,
+        "benchmark",
+        "ablation",
+        "sensitivity",
+        "--set-threads",
+        "train=1",
+        "baseline=1",
+        "scvi=1",
+    )
+    results = tmp_path / "results"
+
+    metrics = pd.read_csv(results / "demo" / "metrics.tsv", sep="\t")
+    assert len(metrics) == 3 * 2
+    assert set(zip(metrics["method"], metrics["seed"], strict=True)) == {
+        (m, s) for m in TINY["methods"] for s in (0, 1)
+    }
+    ran = metrics[metrics["method"] != "scvi_kmeans"]
+    assert (ran["status"] == "ok").all() and ran["nmi"].between(0, 1).all()
+    assert (ran["seconds"] > 0).all() and (ran["max_rss_mb"] > 0).all()
+    assert (metrics.loc[metrics["method"] == "leiden_k", "n_clusters"] == 3).all()
+    deep = metrics[metrics["method"] == "scdsec"]
+    assert (deep["preprocess_seconds"] > 0).all() and (deep["n_clusters_given"] == 3).all()
+    assert deep["silhouette"].notna().all() and deep["kmeans_ari"].notna().all()
+    assert metrics["pca_kmeans_ari"].notna().all()
+    missing = metrics[metrics["method"] == "scvi_kmeans"]
+    if (missing["status"] == "missing").any():  # scvi-tools is not installed here
+        assert missing["nmi"].isna().all() and missing["note"].str.contains("scvi-tools").all()
+
+    scores = pd.read_csv(results / "benchmark" / "scores.tsv", sep="\t")
+    required = "dataset method seed nmi ari acc ami n_clusters silhouette seconds max_rss_mb status"
+    assert set(required.split()) <= set(scores.columns) and len(scores) == 6
+    table = (results / "benchmark" / "table.md").read_text()
+    assert "## NMI" in table and "**" in table and "average over datasets" in table
+
+    ablation = pd.read_csv(results / "ablation" / "scores.tsv", sep="\t")
+    assert list(ablation.columns[:6]) == ["dataset", "variant", "seed", "nmi", "ari", "acc"]
+    assert list(ablation["variant"]) == ["full", "no_kl"]
+    assert ablation["nmi"].notna().all()
+
+    sensitivity = pd.read_csv(results / "sensitivity" / "scores.tsv", sep="\t")
+    assert list(sensitivity.columns[:7]) == [
+        "dataset",
+        "parameter",
+        "value",
+        "seed",
+        "nmi",
+        "ari",
+        "acc",
+    ]
+    n_genes = int((results / "demo" / "preprocess" / "n_genes.txt").read_text())
+    by_parameter = sensitivity.groupby("parameter")["value"].apply(list).to_dict()
+    assert by_parameter == {"t": [n_genes], "k": [5], "alpha": [0.3]}  # 5000, 10000 capped
+    assert sensitivity["nmi"].notna().all()
+    for method in (f"scdsec-t{n_genes}", "scdsec-k5", "scdsec-alpha0.3", "scdsec-no_kl"):
+        assert (results / "demo" / method / "seed0" / "scdsec.h5ad").is_file(), method
+        assert (tmp_path / "logs" / "demo" / method / "seed0" / "train.log").is_file(), method
+    assert (results / "demo" / "preprocess" / f"graph_t{n_genes}_k10.h5ad").is_file()
+    assert (results / "demo" / "preprocess" / "graph_t100_k5.h5ad").is_file()
+    assert not math.isnan(float(ablation["acc"].iloc[0]))
+
+    # Everything is cached: nothing left to do.
+    assert planned_jobs(tmp_path, "benchmark", "ablation", "sensitivity") == {}

@@ -1,0 +1,20 @@
+rule evaluate:
+    """Score every method × seed of one dataset: NMI, ARI, ACC, AMI, clusters found, silhouette,
+    k-means in the embedding vs the PCA space, time and memory (one row each in metrics.tsv)."""
+    input:
+        graph=graph_file(T, K),
+        results=evaluate_inputs,
+    output:
+        "results/{dataset}/metrics.tsv",
+    params:
+        runs=evaluate_runs,
+        n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
+        kmeans_n_init=config["baselines"]["kmeans_n_init"],
+    log:
+        "logs/{dataset}/evaluate.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../scripts/evaluate.py"
