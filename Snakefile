@@ -19,6 +19,13 @@ include: "workflow/rules/plot.smk"
 include: "workflow/rules/markers.smk"
 
 
+localrules:
+    all,
+    benchmark,
+    ablation,
+    sensitivity,
+
+
 rule all:
     input:
         final_outputs(),

@@ -1,8 +1,30 @@
 # The paper's experiments as targets (METHOD.md §7): `snakemake benchmark`, `snakemake ablation`,
-# `snakemake sensitivity`. Each writes a TSV under results/; figures come from plot.smk.
+# `snakemake sensitivity`. Each gathers a TSV (rules *_scores below) and its figure (plot.smk).
 
 
 rule benchmark:
+    """Table 2 and its figure: results/benchmark/{scores.tsv,table.md,benchmark.png}."""
+    input:
+        "results/benchmark/scores.tsv",
+        "results/benchmark/table.md",
+        "results/benchmark/benchmark.png",
+
+
+rule ablation:
+    """Fig. 2 / Table 3 and its figure: results/ablation/{scores.tsv,ablation.png}."""
+    input:
+        "results/ablation/scores.tsv",
+        "results/ablation/ablation.png",
+
+
+rule sensitivity:
+    """Figs. 3–5 and their figure: results/sensitivity/{scores.tsv,sensitivity.png}."""
+    input:
+        "results/sensitivity/scores.tsv",
+        "results/sensitivity/sensitivity.png",
+
+
+rule benchmark_scores:
     """Table 2: every method of `methods` × dataset of `run` × seed of `seeds` → scores.tsv (one
     row each, missing methods included) and table.md (NMI and ARI, mean ± sd over seeds)."""
     input:
@@ -16,12 +38,12 @@ rule benchmark:
     log:
         "logs/benchmark/benchmark.log",
     conda:
-        "../../envs/benchmark.yaml"
+        "../../envs/benchmark_scores.yaml"
     script:
         "../scripts/benchmark.py"
 
 
-rule ablation:
+rule ablation_scores:
     """Fig. 2 / Table 3: the full model and each variant of `experiments.ablation` on
     `experiments.datasets` × `experiments.seeds` → scores.tsv (dataset variant seed nmi ari acc)."""
     input:
@@ -35,7 +57,7 @@ rule ablation:
     log:
         "logs/ablation/ablation.log",
     conda:
-        "../../envs/ablation.yaml"
+        "../../envs/ablation_scores.yaml"
     script:
         "../scripts/experiment.py"
 
@@ -54,7 +76,7 @@ checkpoint count_genes:
         "../scripts/count_genes.py"
 
 
-rule sensitivity:
+rule sensitivity_scores:
     """Figs. 3–5: t, K and α swept over `experiments.sensitivity` (t capped at the genes
     available) → scores.tsv (dataset parameter value seed nmi ari acc)."""
     input:
@@ -68,6 +90,6 @@ rule sensitivity:
     log:
         "logs/sensitivity/sensitivity.log",
     conda:
-        "../../envs/sensitivity.yaml"
+        "../../envs/sensitivity_scores.yaml"
     script:
         "../scripts/experiment.py"
