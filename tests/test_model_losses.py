@@ -65,9 +65,7 @@ def test_graph_bce_matches_manual_cross_entropy():
     non_edges = np.array([[0, 4], [1, 8], [6, 7]])
     logits_pos = (z[edges[:, 0]] * z[edges[:, 1]]).sum(1)
     logits_neg = (z[non_edges[:, 0]] * z[non_edges[:, 1]]).sum(1)
-    expected = np.concatenate(
-        [-np.log(expit(logits_pos)), -np.log(1 - expit(logits_neg))]
-    ).mean()
+    expected = np.concatenate([-np.log(expit(logits_pos)), -np.log(1 - expit(logits_neg))]).mean()
     got = _losses.graph_bce(torch.tensor(z), torch.tensor(edges), torch.tensor(non_edges))
     assert got.item() == pytest.approx(expected, rel=1e-9)
 

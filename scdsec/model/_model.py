@@ -30,7 +30,15 @@ PREPROCESS_FIELDS = ("genes", "mean", "std", "median_library_size", "n_top_genes
 STATE_FILE = "model.pt"
 META_FILE = "model.json"
 HISTORY_COLUMNS = (
-    "stage", "epoch", "zinb", "rec", "graph", "kl", "total", "labels_changed", "seconds",
+    "stage",
+    "epoch",
+    "zinb",
+    "rec",
+    "graph",
+    "kl",
+    "total",
+    "labels_changed",
+    "seconds",
 )
 
 
@@ -137,9 +145,7 @@ class SCDSEC:
         self.genes = genes
         self.preprocess = preprocess
         settings.seed_everything(self.seed)
-        self.module = SCDSECModule(
-            len(genes), n_clusters, **dataclasses.asdict(params.model)
-        )
+        self.module = SCDSECModule(len(genes), n_clusters, **dataclasses.asdict(params.model))
         self.is_trained = False
         self._history = pd.DataFrame(columns=list(HISTORY_COLUMNS))
         self._run: dict[str, Any] = {}
@@ -214,28 +220,49 @@ class SCDSEC:
         }
         self.module.to(device)
         batch = self._make_batch(np.arange(len(data.x)), device)
-        rows: list[dict[str, Any]] = []
         start = time.perf_counter()
-        progress = settings.progress_enabled()
+        rows = self._pretrain(batch, tp, generator, start)
+        rows += self._cluster(batch, tp, generator, start)
+        self.module.eval()
+        self.is_trained = True
+        self._history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+        settings.logger.info("scDSEC: trained in %.1f s", time.perf_counter() - start)
+        return self
 
+    def _pretrain(
+        self, batch: _Batch, tp: TrainParams, generator: torch.Generator, start: float
+    ) -> list[dict[str, Any]]:
+        """Stage 1: the network without the clustering term; returns the history rows."""
         network = [*self.module.encoder.parameters(), *self.module.decoder.parameters()]
         optimizer = torch.optim.Adam(network, lr=tp.pretrain_lr)
         settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
-        bar = tqdm(range(tp.pretrain_epochs), desc="scDSEC pretrain", disable=not progress)
+        rows = []
+        bar = tqdm(
+            range(tp.pretrain_epochs),
+            desc="scDSEC pretrain",
+            disable=not settings.progress_enabled(),
+        )
         for epoch in bar:
             terms = self._step(batch, optimizer, tp, generator, target=None)
             bar.set_postfix(loss=f"{terms['total']:.4f}")
-            rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms,
-                         "seconds": time.perf_counter() - start})
+            seconds = time.perf_counter() - start
+            rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms, "seconds": seconds})
+        return rows
 
+    def _cluster(
+        self, batch: _Batch, tp: TrainParams, generator: torch.Generator, start: float
+    ) -> list[dict[str, Any]]:
+        """Stages 2–3: k-means initialisation, then the joint objective; returns history rows."""
         labels = self._init_centers(batch, tp)
         optimizer = torch.optim.Adam(self.module.parameters(), lr=tp.lr)
         settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
+        rows = []
         target = None
-        bar = tqdm(range(tp.epochs), desc="scDSEC cluster", disable=not progress)
+        bar = tqdm(range(tp.epochs), desc="scDSEC cluster", disable=not settings.progress_enabled())
         for epoch in bar:
             changed = float("nan")
             if epoch % tp.update_interval == 0:
+                # P from Q of all cells (with mini-batches: Q over every batch, then indexed)
                 q = self._soft_assignment(batch)
                 new_labels = q.argmax(dim=1).cpu().numpy()
                 changed = float(np.mean(new_labels != labels))
@@ -243,20 +270,25 @@ class SCDSEC:
                 if epoch > 0 and changed < tp.tol:
                     settings.logger.info(
                         "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
-                        changed, tp.tol, epoch,
+                        changed,
+                        tp.tol,
+                        epoch,
                     )
                     break
                 target = _losses.target_distribution(q)
             terms = self._step(batch, optimizer, tp, generator, target=target[batch.index])
             bar.set_postfix(loss=f"{terms['total']:.4f}")
-            rows.append({"stage": "cluster", "epoch": epoch + 1, **terms,
-                         "labels_changed": changed, "seconds": time.perf_counter() - start})
-
-        self.module.eval()
-        self.is_trained = True
-        self._history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
-        settings.logger.info("scDSEC: trained in %.1f s", time.perf_counter() - start)
-        return self
+            seconds = time.perf_counter() - start
+            rows.append(
+                {
+                    "stage": "cluster",
+                    "epoch": epoch + 1,
+                    **terms,
+                    "labels_changed": changed,
+                    "seconds": seconds,
+                }
+            )
+        return rows
 
     def _step(
         self,
@@ -285,8 +317,10 @@ class SCDSEC:
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
-        return {**{name: float(term.detach()) for name, term in terms.items()},
-                "total": float(total.detach())}
+        return {
+            **{name: float(term.detach()) for name, term in terms.items()},
+            "total": float(total.detach()),
+        }
 
     def _init_centers(self, batch: _Batch, tp: TrainParams) -> np.ndarray:
         """Set the centres by k-means on Z; return the k-means labels."""
@@ -383,9 +417,7 @@ class SCDSEC:
         with torch.no_grad():
             q = self.module.assignment(z).cpu().numpy()
         categories = [str(k) for k in range(self.n_clusters)]
-        target.obs[key_added] = pd.Categorical(
-            q.argmax(axis=1).astype(str), categories=categories
-        )
+        target.obs[key_added] = pd.Categorical(q.argmax(axis=1).astype(str), categories=categories)
         target.obsm[f"X_{key_added}"] = z.cpu().numpy()
         target.obsm[f"{key_added}_q"] = q
         target.uns[key_added] = {
@@ -457,7 +489,10 @@ class SCDSEC:
             raise InputError(f"{path} holds no scDSEC checkpoint ({META_FILE} missing)") from None
         model = cls.__new__(cls)
         model._setup(
-            meta["n_clusters"], Params.from_dict(meta["params"]), meta["seed"], meta["genes"],
+            meta["n_clusters"],
+            Params.from_dict(meta["params"]),
+            meta["seed"],
+            meta["genes"],
             meta["preprocess"],
         )
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

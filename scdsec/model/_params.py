@@ -213,8 +213,15 @@ PRESETS: dict[str, Params] = {
     "paper": Params(
         model=ModelParams(dims=(500, 500, 2000, 10), alpha=0.5),
         train=TrainParams(
-            pretrain_epochs=50, epochs=50, pretrain_lr=1e-5, lr=1e-5, update_interval=1,
-            zinb_weight=1.0, rec_weight=1.0, graph_weight=1.0, kl_weight=1.0,
+            pretrain_epochs=50,
+            epochs=50,
+            pretrain_lr=1e-5,
+            lr=1e-5,
+            update_interval=1,
+            zinb_weight=1.0,
+            rec_weight=1.0,
+            graph_weight=1.0,
+            kl_weight=1.0,
         ),
     ),
 }

@@ -54,6 +54,7 @@ rule ablation_scores:
     params:
         entries=ablation_entries,
         graphs=experiment_graphs,
+        id_columns=["dataset", "variant", "seed"],
     log:
         "logs/ablation/ablation.log",
     conda:
@@ -87,6 +88,7 @@ rule sensitivity_scores:
     params:
         entries=sensitivity_entries,
         graphs=experiment_graphs,
+        id_columns=["dataset", "parameter", "value", "seed"],
     log:
         "logs/sensitivity/sensitivity.log",
     conda:
