@@ -73,11 +73,11 @@ def write_config(workdir: Path, config: dict) -> Path:
 def test_default_config_plans_every_method_and_the_experiments(tmp_path):
     (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
     jobs = planned_jobs(tmp_path)
-    # all: scdsec and sdcn trained, three standard baselines, one evaluation per dataset
-    assert jobs["train"] == 2 and jobs["baseline"] == 3 and jobs["evaluate"] == 1
+    # all: scdsec trained, three standard baselines, one evaluation per dataset
+    assert jobs["train"] == 1 and jobs["baseline"] == 3 and jobs["evaluate"] == 1
     # ablation: the full model and 7 variants × 3 seeds on the first dataset
     jobs = planned_jobs(tmp_path, "ablation")
-    assert jobs["train"] == 8 * 3 and jobs["ablation"] == 1
+    assert jobs["train"] == 8 * 3 and jobs["ablation_scores"] == 1 and jobs["ablation"] == 1
     # a variant's result is unambiguous: one train job on its own graph
     jobs = planned_jobs(tmp_path, "results/demo/scdsec-k10/seed0/scdsec.h5ad")
     assert jobs == {"download": 1, "qc": 1, "normalize": 1, "graph": 1, "train": 1}
