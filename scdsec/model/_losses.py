@@ -51,23 +51,29 @@ def zinb_nll(
     log_theta_mu = torch.log(dispersion + mean + eps)
     # log NB(0) = θ (log θ − log(θ + μ)); zero case: log(π + (1 − π) NB(0))
     log_nb_zero = dispersion * (torch.log(dispersion + eps) - log_theta_mu)
-    log_likelihood = F.softplus(log_nb_zero - dropout_logits) - softplus_neg_logits
-    # non-zero case, evaluated only where x > 0 (most entries are zeros; lgamma is costly):
-    # log(1 − π) + log NB(x), with log(1 − π) = −logit − softplus(−logit)
-    nonzero = counts > 0
-    x = counts[nonzero]
-    theta = dispersion[nonzero]
+    log_zero = F.softplus(log_nb_zero - dropout_logits) - softplus_neg_logits
+    # Non-zero case, evaluated only where x > 0 (most entries are zeros and lgamma is costly):
+    # log(1 − π) + log NB(x), with log(1 − π) = −logit − softplus(−logit). The positions are
+    # found once and gathered from flat views (one search instead of one per boolean mask).
+    where = torch.flatten(counts).nonzero().squeeze(1)
+
+    def at_nonzero(values: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(values).index_select(0, where)
+
+    x = at_nonzero(counts)
+    theta = at_nonzero(dispersion)
     log_non_zero = (
-        -dropout_logits[nonzero]
-        - softplus_neg_logits[nonzero]
-        + log_nb_zero[nonzero]
-        + x * (torch.log(mean[nonzero] + eps) - log_theta_mu[nonzero])
+        -at_nonzero(dropout_logits)
+        - at_nonzero(softplus_neg_logits)
+        + at_nonzero(log_nb_zero)
+        + x * (torch.log(at_nonzero(mean) + eps) - at_nonzero(log_theta_mu))
         + torch.lgamma(x + theta)
         - torch.lgamma(theta)
         - torch.lgamma(x + 1.0)
     )
-    log_likelihood = log_likelihood.index_put((nonzero,), log_non_zero)
-    return -log_likelihood.mean()
+    # sum over entries: the zero case everywhere, swapped for the non-zero case where x > 0
+    total = log_zero.sum() - at_nonzero(log_zero).sum() + log_non_zero.sum()
+    return -total / counts.numel()
 
 
 def reconstruction_mse(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
