@@ -78,8 +78,9 @@ def prepared():
 
 @pytest.fixture(scope="module")
 def trained(prepared):
+    # 60 pretraining epochs: ARI 0.93–1.0 with seeds 0–5 (after 30 epochs only 0.69–0.90)
     model = SCDSEC(prepared.copy(), 3, seed=0, **TINY)
-    return model.train(device="cpu", pretrain_epochs=30, epochs=10, pretrain_lr=1e-2, lr=1e-3)
+    return model.train(device="cpu", pretrain_epochs=60, epochs=10, pretrain_lr=1e-2, lr=1e-3)
 
 
 # ---------------------------------------------------------------- parameters
@@ -170,11 +171,11 @@ def test_bad_constructor_arguments_raise_input_error(prepared):
 def test_training_outputs_and_history(trained, prepared):
     n = prepared.n_obs
     history = trained.history
-    assert list(history["stage"]) == ["pretrain"] * 30 + ["cluster"] * 10
-    assert history["kl"].iloc[:30].isna().all() and history["kl"].iloc[30:].notna().all()
+    assert list(history["stage"]) == ["pretrain"] * 60 + ["cluster"] * 10
+    assert history["kl"].iloc[:60].isna().all() and history["kl"].iloc[60:].notna().all()
     terms = history[["zinb", "rec", "graph", "total"]].to_numpy()
     assert np.isfinite(terms).all()
-    assert history["labels_changed"].iloc[30:].notna().all()  # update_interval 1
+    assert history["labels_changed"].iloc[60:].notna().all()  # update_interval 1
     pretrain = history[history["stage"] == "pretrain"]["total"].to_numpy()
     assert pretrain[-1] < 0.9 * pretrain[0]  # pretraining does reduce the loss
     z = trained.get_latent_representation()
@@ -221,8 +222,10 @@ def test_each_ablation_builds_and_trains(prepared, ablation):
             "kl_weight": "kl",
         }[weight_name]
         others = [t for t in ("zinb", "rec", "graph", "kl") if t != term]
+        weights = model.params.train
         cluster = history[history["stage"] == "cluster"]
-        assert np.allclose(cluster["total"], cluster[others].sum(axis=1), rtol=1e-5)
+        expected = sum(getattr(weights, f"{t}_weight") * cluster[t] for t in others)
+        assert np.allclose(cluster["total"], expected, rtol=1e-5)
 
 
 def test_loss_weights_scale_the_total(prepared):
@@ -285,7 +288,7 @@ def test_annotate_writes_scanpy_style_results(trained, prepared, tmp_path):
     assert record["seed"] == 0 and record["device"] == "cpu" and record["threads"] >= 1
     assert record["params"]["train"]["epochs"] == 10
     assert "torch" in record["provenance"]["versions"]
-    assert len(record["history"]["total"]) == 40
+    assert len(record["history"]["total"]) == 70
     adata.write_h5ad(tmp_path / "annotated.h5ad")  # everything written is h5ad-writable
     back = ad.read_h5ad(tmp_path / "annotated.h5ad")
     assert np.array_equal(back.obsm["X_scdsec"], adata.obsm["X_scdsec"])
@@ -330,8 +333,8 @@ def test_load_with_different_genes_raises_input_error(trained, prepared, tmp_pat
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_quick_preset_clusters_mouse_bladder(shared_data):
-    """The "quick" preset (default model, 50 + 10 epochs; < 30 s on one core) on mouse bladder:
-    measured NMI 0.720 / 0.733 / 0.723 with seeds 0 / 1 / 2."""
+    """The "quick" preset (default model, 50 + 10 epochs; about 20 s on one core) on mouse
+    bladder: measured NMI 0.750 / 0.722 / 0.730 with seeds 0 / 1 / 2."""
     import h5py
     from sklearn.metrics import normalized_mutual_info_score
 
