@@ -81,8 +81,9 @@ class TrainParams:
 
     # Epochs of pretraining (ZINB, reconstruction and graph terms, no KL); an epoch is one pass
     # over all cells, i.e. one full-batch step. Default 50: the best mean over PBMC, kidney and
-    # worm (final NMI 0.743 at 50, 0.728 at 100, 0.730 at 150 pretraining epochs; 2 seeds);
-    # longer pretraining made PBMC worse (0.78 → 0.71) while worm gained (0.67 → 0.71).
+    # worm (final NMI after 50 joint epochs, graph weight 1, 2 seeds: 0.743 at 50, 0.729 at 100,
+    # 0.730 at 150 pretraining epochs); longer pretraining made PBMC worse (0.78 → 0.71) while
+    # worm gained (0.67 → 0.71).
     pretrain_epochs: int = 50
     # Epochs of joint training with the clustering (KL) term after the k-means initialisation;
     # labels are argmax Q after the last one. Default 50: 100 epochs changed NMI by < 0.01.
@@ -238,7 +239,7 @@ PRESETS: dict[str, Params] = {
     # A test budget: the default model with 10 joint epochs instead of 50. On mouse bladder
     # (2100 cells) it reached NMI 0.750 / 0.722 / 0.730 with seeds 0 / 1 / 2 in about 20 s on
     # one CPU core.
-    "quick": Params(train=TrainParams(pretrain_epochs=50, epochs=10)),
+    "quick": Params(train=TrainParams(epochs=10)),
 }
 
 
