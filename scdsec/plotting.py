@@ -711,7 +711,7 @@ def ablation_figure(
             ref = summary[(metric, "mean")].get((reference, d), np.nan)
             if not pd.isna(ref):
                 ax.axhline(ref, color=colors[d], ls=":", lw=1)
-    axes[-1].set_xlabel(f"variant ({reference!r} is the method as published; dotted: its level)")
+    axes[-1].set_xlabel(f"variant ({reference!r} is the model as configured; dotted: its level)")
     if len(variants) > 4:
         for label in axes[-1].get_xticklabels():
             label.set(rotation=30, ha="right", rotation_mode="anchor")

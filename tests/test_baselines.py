@@ -128,7 +128,7 @@ def test_baseline_step_writes_labels_and_embedding(counts, tmp_path):
 def test_method_names_parse_into_graphs_and_overrides():
     spec = experiments.deep_spec
     assert spec("scdsec", t=1000, k=50) == experiments.DeepSpec(1000, 50, {})
-    assert spec("sdcn", t=1000, k=50).overrides == {"model": {"variant": "sdcn"}}
+    assert spec("sdcn", t=1000, k=50).overrides == {"model": {"variant": "sdcn", "fusion": "layerwise"}}
     assert spec("scdsec-t500", t=1000, k=50) == experiments.DeepSpec(500, 50, {})
     assert spec("scdsec-k10", t=1000, k=50) == experiments.DeepSpec(1000, 10, {})
     assert spec("scdsec-alpha0.3", t=1000, k=50).overrides == {"model": {"alpha": 0.3}}
@@ -188,7 +188,8 @@ def test_schema_accepts_exactly_the_method_names_the_package_knows():
         assert re.fullmatch(pattern.strip("^$"), name)
     assert not re.fullmatch(pattern.strip("^$"), "scdsec-alpha0.50")
     defaults = schema["properties"]["experiments"]["properties"]
-    assert defaults["ablation"]["default"] == list(experiments.ABLATIONS)
+    assert defaults["ablation"]["items"]["enum"] == list(experiments.ABLATIONS)
+    assert defaults["ablation"]["default"] == experiments.DEFAULT_ABLATIONS
     for name, values in experiments.SENSITIVITY_DEFAULTS.items():
         assert defaults["sensitivity"]["properties"][name]["default"] == values
 

@@ -190,9 +190,10 @@ def test_training_outputs_and_history(trained, prepared):
 
 ABLATIONS = {
     "default": ({}, {}),
+    "with RE": ({"fusion": "layerwise"}, {}),
     "w/o RE": ({"fusion": "none"}, {}),
-    "independent GCN": ({"gcn_input": "independent"}, {}),
-    "SDCN-style": ({"variant": "sdcn"}, {}),
+    "independent GCN": ({"fusion": "layerwise", "gcn_input": "independent"}, {}),
+    "SDCN-style": ({"variant": "sdcn", "fusion": "layerwise"}, {}),
     "w/o AE": ({"use_ae": False}, {}),
     "w/o GCN": ({"use_gcn": False}, {}),
     "alpha 0": ({"alpha": 0.0}, {}),
