@@ -243,7 +243,7 @@ PRESETS: dict[str, Params] = {
         ),
     ),
     # A test budget: the default model with 10 joint epochs instead of 50. On mouse bladder
-    # (2100 cells) it reached NMI 0.750 / 0.722 / 0.730 with seeds 0 / 1 / 2 in about 20 s on
+    # (2100 cells) it reached NMI 0.751 / 0.754 / 0.742 with seeds 0 / 1 / 2 in about 20 s on
     # one CPU core.
     "quick": Params(train=TrainParams(epochs=10)),
 }
