@@ -335,7 +335,8 @@ def test_load_with_different_genes_raises_input_error(trained, prepared, tmp_pat
 @pytest.mark.realdata
 def test_quick_preset_clusters_mouse_bladder(shared_data):
     """The "quick" preset (default model, 50 + 10 epochs; about 20 s on one core) on mouse
-    bladder: measured NMI 0.750 / 0.722 / 0.730 with seeds 0 / 1 / 2."""
+    bladder: measured NMI 0.751 / 0.754 / 0.742 with seeds 0 / 1 / 2 (the layer-wise
+    fusion, the default before, 0.750 / 0.722 / 0.730)."""
     import h5py
     from sklearn.metrics import normalized_mutual_info_score
 
@@ -353,5 +354,5 @@ def test_quick_preset_clusters_mouse_bladder(shared_data):
     model = SCDSEC(adata, len(np.unique(labels)), "quick", seed=0)
     model.train(device="cpu", threads=2)
     nmi = normalized_mutual_info_score(adata.obs["label"], model.predict())
-    assert nmi >= 0.70
+    assert nmi >= 0.72
     assert math.isfinite(model.history["total"].iloc[-1])
