@@ -128,7 +128,9 @@ def test_baseline_step_writes_labels_and_embedding(counts, tmp_path):
 def test_method_names_parse_into_graphs_and_overrides():
     spec = experiments.deep_spec
     assert spec("scdsec", t=1000, k=50) == experiments.DeepSpec(1000, 50, {})
-    assert spec("sdcn", t=1000, k=50).overrides == {"model": {"variant": "sdcn", "fusion": "layerwise"}}
+    assert spec("sdcn", t=1000, k=50).overrides == {
+        "model": {"variant": "sdcn", "fusion": "layerwise"}
+    }
     assert spec("scdsec-t500", t=1000, k=50) == experiments.DeepSpec(500, 50, {})
     assert spec("scdsec-k10", t=1000, k=50) == experiments.DeepSpec(1000, 10, {})
     assert spec("scdsec-alpha0.3", t=1000, k=50).overrides == {"model": {"alpha": 0.3}}

@@ -225,9 +225,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 PRESETS: dict[str, Params] = {
     "default": Params(),
     # The paper's settings (METHOD.md §3, §6): dims d-500-500-2000-10, layer-wise fusion with
-    # α = 0.5, β = 1, Adam with
-    # learning rate 1e-5 and 50 epochs. The paper does not say of which stage, so both stages get
-    # 50 epochs, an epoch being one full-batch step.
+    # α = 0.5, β = 1, Adam with learning rate 1e-5 and 50 epochs. The paper does not say of which
+    # stage, so both stages get 50 epochs, an epoch being one full-batch step.
     "paper": Params(
         model=ModelParams(dims=(500, 500, 2000, 10), alpha=0.5, fusion="layerwise"),
         train=TrainParams(
