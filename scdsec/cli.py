@@ -26,11 +26,56 @@ def _simulate(args: argparse.Namespace) -> None:
 
     if args.out.suffix != ".h5ad":
         raise InputError(f"{args.out}: the output must be an .h5ad file")
-    adata = simulate_counts(
-        args.cells, args.genes, args.types, seed=args.seed, separation=args.separation
-    )
+    proportions = parse_proportions(args.proportions)
+    try:
+        adata = simulate_counts(
+            args.cells,
+            args.genes,
+            args.types,
+            seed=args.seed,
+            separation=args.separation,
+            proportions=proportions,
+        )
+    except ValueError as err:
+        # simulate_counts names its argument; on the command line it is the option.
+        msg = str(err)
+        raise InputError(f"--{msg}" if msg.startswith("proportions") else msg) from None
     write_h5ad(adata, args.out)
     print(f"wrote {adata.n_obs} cells × {adata.n_vars} genes ({args.types} types) to {args.out}")
+
+
+def parse_proportions(value: str | None) -> list[float] | float | None:
+    """``--proportions``: ``0.5,0.3,0.2`` (weights, one per type) or ``dirichlet:A``.
+
+    Parameters
+    ----------
+    value
+        The option's text, or None when it was not given.
+
+    Returns
+    -------
+    None, the list of weights, or the Dirichlet concentration ``A`` as a float — the
+    ``proportions`` argument of :func:`scdsec.simulate.simulate_counts`, which checks the
+    values themselves (length, signs).
+
+    Raises
+    ------
+    InputError
+        When the text is not a comma-separated list of numbers or ``dirichlet:`` and a number.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        if text.lower().startswith("dirichlet:"):
+            return float(text.split(":", 1)[1])
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        msg = (
+            "--proportions must be comma-separated numbers (0.5,0.3,0.2) or dirichlet:A "
+            f"(A > 0), got {value!r}"
+        )
+        raise InputError(msg) from None
 
 
 def read_config(path: Path | None) -> dict:
@@ -132,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.45,
         help="spread of type differences (higher = easier)",
+    )
+    sim.add_argument(
+        "--proportions",
+        metavar="P1,P2,…|dirichlet:A",
+        help="cell-type proportions: one weight per type (type1 first; normalised, rare types "
+        "welcome) or dirichlet:A for Dirichlet(A) weights (small A = imbalanced); type sizes "
+        "then follow the weights exactly. Default: sizes drawn around Dirichlet(4) weights",
     )
     sim.add_argument("--out", type=Path, required=True, help="output .h5ad")
     sim.set_defaults(func=_simulate)

@@ -6,7 +6,11 @@ Counts are negative binomial (gamma–Poisson) around type-specific means:
 * each type changes a fraction ``de_fraction`` of the genes by a log-fold change drawn from
   N(0, ``separation``²) — ``separation`` is the knob that makes types easy or hard to tell apart;
 * library sizes are log-normal around ``library_size`` (a realistic spread of sequencing
-  depth), type sizes are unequal (Dirichlet);
+  depth);
+* type sizes are unequal: by default cells are drawn with Dirichlet(4) type weights;
+  ``proportions`` instead fixes the weights (rare types included) or draws them from
+  Dirichlet(a) (small a = strongly imbalanced), and then the type sizes follow the weights
+  exactly up to rounding;
 * extra dropout zeroes counts with a probability that falls with expression, on top of the
   zeros the NB already produces, giving the ~90% zeros of droplet data.
 
@@ -16,6 +20,9 @@ lands well below ARI 1 on it (see ``tests/test_simulate.py``).
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -24,6 +31,107 @@ import scipy.sparse as sp
 N_MITO_GENES = (
     13  # the human mitochondrial protein-coding genes, so the MT- filter has something to act on
 )
+
+#: Dirichlet concentration of the type weights when ``proportions`` is None.
+DEFAULT_CONCENTRATION = 4.0
+
+
+def _check_proportions(
+    proportions: Sequence[float] | float | None, n_types: int
+) -> np.ndarray | float | None:
+    """Validate ``proportions`` of :func:`simulate_counts`.
+
+    Parameters
+    ----------
+    proportions
+        None, a sequence of ``n_types`` weights, or one Dirichlet concentration.
+    n_types
+        Number of cell types.
+
+    Returns
+    -------
+    None, the weights normalised to sum to 1 (float array of shape ``(n_types,)``), or the
+    concentration as a float.
+
+    Raises
+    ------
+    ValueError
+        A concentration that is not a finite positive number; weights of another length than
+        ``n_types``, non-numeric, negative, not finite, or all zero.
+    """
+    if proportions is None:
+        return None
+    if isinstance(proportions, bool | np.bool_ | str | bytes):
+        raise ValueError(
+            "proportions must be None, a sequence of n_types weights or a positive Dirichlet "
+            f"concentration, got {proportions!r}"
+        )
+    if isinstance(proportions, numbers.Real) or (
+        isinstance(proportions, np.ndarray) and proportions.ndim == 0
+    ):
+        alpha = float(proportions)
+        if not (np.isfinite(alpha) and alpha > 0):
+            raise ValueError(
+                f"proportions as a Dirichlet concentration must be finite and > 0, "
+                f"got {proportions!r}"
+            )
+        return alpha
+    try:
+        weights = np.asarray(proportions, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"proportions must be numbers, got {proportions!r}") from None
+    if weights.ndim != 1:
+        raise ValueError(f"proportions must be a flat sequence, got shape {weights.shape}")
+    if len(weights) != n_types:
+        raise ValueError(
+            f"proportions must have one value per type (n_types={n_types}), got {len(weights)}"
+        )
+    if not np.isfinite(weights).all():
+        raise ValueError(f"proportions must be finite, got {weights.tolist()}")
+    if (weights < 0).any():
+        raise ValueError(f"proportions must be >= 0, got {weights.tolist()}")
+    if weights.sum() <= 0:
+        raise ValueError("proportions must not all be zero")
+    return weights / weights.sum()
+
+
+def type_sizes(weights: Sequence[float], n_cells: int) -> np.ndarray:
+    """Split ``n_cells`` among types by the largest-remainder method, at least 1 cell each.
+
+    Each type first gets the integer part of its quota ``weight * n_cells``; the cells left
+    go to the largest fractional parts (ties to the earlier type). A type left with no cell
+    then takes one from the type furthest above its quota.
+
+    Parameters
+    ----------
+    weights
+        Non-negative type weights of shape ``(n_types,)`` summing to 1.
+    n_cells
+        Number of cells, at least ``n_types``.
+
+    Returns
+    -------
+    Integer array of shape ``(n_types,)``: cells per type, summing to ``n_cells``.
+
+    Raises
+    ------
+    ValueError
+        When ``n_cells < n_types``.
+    """
+    weights = np.asarray(weights, dtype=float)
+    if n_cells < len(weights):
+        raise ValueError(f"need n_cells >= n_types, got {n_cells} < {len(weights)}")
+    # Rounded so that equal weights tie exactly instead of by floating-point noise.
+    quota = np.round(weights * n_cells, 9)
+    sizes = np.floor(quota).astype(np.int64)
+    left = n_cells - int(sizes.sum())
+    sizes[np.argsort(-(quota - sizes), kind="stable")[:left]] += 1
+    for k in np.flatnonzero(sizes == 0):
+        donors = np.flatnonzero(sizes > 1)
+        donor = donors[np.argmax(sizes[donors] - quota[donors])]
+        sizes[donor] -= 1
+        sizes[k] = 1
+    return sizes
 
 
 def simulate_counts(
@@ -38,13 +146,14 @@ def simulate_counts(
     library_sdlog: float = 0.5,
     dispersion: float = 0.3,
     dropout_midpoint: float = 1.0,
+    proportions: Sequence[float] | float | None = None,
 ) -> ad.AnnData:
     """Simulate raw counts of ``n_types`` cell types.
 
     Parameters
     ----------
     n_cells, n_genes, n_types
-        Size of the count matrix and number of true types.
+        Size of the count matrix (``n_cells`` × ``n_genes``) and number of true types.
     seed
         Seed of the random generator: the same arguments give the same counts.
     separation
@@ -59,14 +168,34 @@ def simulate_counts(
         NB dispersion φ (variance = μ + φ μ²).
     dropout_midpoint
         Mean expression at which extra dropout removes half the counts.
+    proportions
+        Cell-type proportions. None (default): type weights drawn from Dirichlet(4) and each
+        cell's type drawn from them, so sizes scatter around the weights. A sequence of
+        ``n_types`` non-negative numbers (normalised to sum to 1; ``type1`` is the first):
+        the weights themselves. One positive number ``a``: weights drawn from Dirichlet(a) —
+        small ``a`` gives strongly imbalanced types, large ``a`` nearly equal ones. With a
+        sequence or ``a``, the type sizes follow the weights exactly up to rounding (largest
+        remainder, summing to ``n_cells``, see :func:`type_sizes`), and every type keeps at
+        least one cell.
 
     Returns
     -------
-    AnnData with ``X`` raw counts (CSR float32), ``obs['cell_type']`` (categorical),
-    ``var_names`` with ``MT-`` genes first, and ``uns['simulation']`` with the arguments.
+    AnnData of shape ``(n_cells, n_genes)`` with ``X`` raw counts (CSR float32),
+    ``obs['cell_type']`` (categorical ``type1`` … ``type{n_types}``), ``var_names`` with
+    ``MT-`` genes first, and ``uns['simulation']`` with the arguments (``proportions`` as
+    given, ``"none"`` for None) and ``weights``, the normalised type weights used (a list of
+    ``n_types`` floats).
+
+    Raises
+    ------
+    ValueError
+        ``n_types < 1``, ``n_cells < n_types``, ``n_genes`` of 13 or fewer, or bad
+        ``proportions``: a sequence of another length than ``n_types``, with a negative or
+        non-finite value or all zeros, or a concentration that is not a finite positive number.
     """
     if n_types < 1 or n_cells < n_types or n_genes < N_MITO_GENES + 1:
         raise ValueError("need n_types >= 1, n_cells >= n_types and n_genes > 13")
+    checked = _check_proportions(proportions, n_types)
     rng = np.random.default_rng(seed)
     base = rng.lognormal(mean=0.0, sigma=1.2, size=n_genes)
     lfc = np.zeros((n_types, n_genes))
@@ -76,10 +205,20 @@ def simulate_counts(
     type_means = base * np.exp(lfc)
     type_props = type_means / type_means.sum(axis=1, keepdims=True)
 
-    weights = rng.dirichlet(np.full(n_types, 4.0))
-    types = np.sort(rng.choice(n_types, size=n_cells, p=weights))
-    types[:n_types] = np.arange(n_types)  # every type present
-    types = np.sort(types)
+    if checked is None:  # the default draw, kept as it was so that the demo data stay identical
+        weights = rng.dirichlet(np.full(n_types, DEFAULT_CONCENTRATION))
+        types = np.sort(rng.choice(n_types, size=n_cells, p=weights))
+        types[:n_types] = np.arange(n_types)  # every type present
+        types = np.sort(types)
+    else:
+        if isinstance(checked, float):
+            weights = rng.dirichlet(np.full(n_types, checked))
+            if not (np.isfinite(weights).all() and weights.sum() > 0):
+                raise ValueError(f"proportions: Dirichlet({checked}) gave no usable weights")
+            weights = weights / weights.sum()
+        else:
+            weights = checked
+        types = np.repeat(np.arange(n_types), type_sizes(weights, n_cells))
     lib = library_size * rng.lognormal(0.0, library_sdlog, size=n_cells)
     mu = lib[:, None] * type_props[types]
 
@@ -113,5 +252,16 @@ def simulate_counts(
         "library_sdlog": library_sdlog,
         "dispersion": dispersion,
         "dropout_midpoint": dropout_midpoint,
+        "proportions": _as_given(proportions),
+        "weights": [float(w) for w in weights],
     }
     return adata
+
+
+def _as_given(proportions: Sequence[float] | float | None) -> list[float] | float | str:
+    """``proportions`` in a form an .h5ad file stores: "none", a float or a list of floats."""
+    if proportions is None:
+        return "none"
+    if np.ndim(proportions) == 0:
+        return float(proportions)
+    return [float(p) for p in proportions]

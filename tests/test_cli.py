@@ -43,6 +43,42 @@ def sim_file(tmp_path):
     return path
 
 
+def test_simulate_proportions(tmp_path):
+    out = tmp_path / "rare.h5ad"
+    cmd = ["simulate", "--cells", "200", "--genes", "50", "--types", "4", "--out", str(out)]
+    assert main([*cmd, "--proportions", "0.5,0.3,0.15,0.05"]) == 0
+    adata = ad.read_h5ad(out)
+    sizes = adata.obs["cell_type"].value_counts()
+    assert [sizes[f"type{k}"] for k in (1, 2, 3, 4)] == [100, 60, 30, 10]
+    assert list(adata.uns["simulation"]["proportions"]) == [0.5, 0.3, 0.15, 0.05]
+    assert main([*cmd, "--seed", "3", "--proportions", "dirichlet:0.5"]) == 0
+    first = ad.read_h5ad(out)
+    assert first.uns["simulation"]["proportions"] == 0.5
+    assert main([*cmd, "--seed", "3", "--proportions", "dirichlet:0.5"]) == 0
+    assert (ad.read_h5ad(out).X != first.X).nnz == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0.5,0.5", "one value per type"),
+        ("0.5,-0.1,0.3,0.3", ">= 0"),
+        ("0,0,0,0", "all be zero"),
+        ("0.5,,0.3,0.2", "comma-separated"),
+        ("dirichlet:0", "> 0"),
+        ("dirichlet:many", "dirichlet:A"),
+    ],
+)
+def test_simulate_bad_proportions_is_one_line(tmp_path, capsys, value, expected):
+    out = tmp_path / "bad.h5ad"
+    cmd = ["simulate", "--cells", "100", "--genes", "50", "--types", "4", "--out", str(out)]
+    assert main([*cmd, "--proportions", value]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("scdsec simulate: error: --proportions") and expected in err
+    assert not out.exists()
+
+
 @pytest.fixture
 def fast_config(tmp_path):
     path = tmp_path / "fast.yaml"

@@ -103,6 +103,18 @@ def test_unknown_key_in_a_dataset_is_named(tmp_path):
     assert "lables" in proc.stdout + proc.stderr
 
 
+def test_simulated_proportions_need_one_weight_per_type(tmp_path):
+    bad = yaml.safe_load(yaml.safe_dump(TINY))
+    bad["datasets"]["demo"]["simulate"]["proportions"] = [0.9, 0.1]
+    write_config(tmp_path, bad)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "datasets.demo.simulate.proportions" in proc.stdout + proc.stderr
+    bad["datasets"]["demo"]["simulate"]["proportions"] = [0.9, 0.09, 0.01]
+    write_config(tmp_path, bad)
+    assert planned_jobs(tmp_path)["download"] == 1
+
+
 @pytest.mark.slow
 def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path):
     write_config(tmp_path, TINY)

@@ -38,6 +38,15 @@ for _name, _entry in config["datasets"].items():
         _config_error(f"datasets.{_name}", "give exactly one of `source` or `simulate`")
     if _name in ("benchmark", "ablation", "sensitivity"):
         _config_error(f"datasets.{_name}", "this name is taken by an experiment's results folder")
+    _simulate = _entry.get("simulate") or {}
+    _proportions = _simulate.get("proportions")
+    if isinstance(_proportions, list) and len(_proportions) != _simulate["types"]:
+        _config_error(
+            f"datasets.{_name}.simulate.proportions",
+            f"give one weight per type ({_simulate['types']} types), got {len(_proportions)}",
+        )
+    if isinstance(_proportions, list) and not any(_proportions):
+        _config_error(f"datasets.{_name}.simulate.proportions", "the weights are all zero")
 
 EXPERIMENT_DATASETS = config["experiments"]["datasets"] or config["run"][:1]
 EXPERIMENT_SEEDS = config["experiments"]["seeds"]
