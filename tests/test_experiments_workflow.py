@@ -121,7 +121,7 @@ def test_shared_data_benchmark_stops_at_once_without_the_folder(tmp_path):
 
 
 @pytest.mark.realdata
-def test_shared_data_benchmark_plans_the_four_datasets_and_ten_seeds(tmp_path, shared_data):
+def test_shared_data_benchmark_plans_the_seven_datasets_and_ten_seeds(tmp_path, shared_data):
     """`snakemake benchmark --configfile benchmarks/shared_data.yaml`, run from a checkout
     beside ../shared/data (a link to the real folder here)."""
     work = tmp_path / "repo"
@@ -132,12 +132,12 @@ def test_shared_data_benchmark_plans_the_four_datasets_and_ten_seeds(tmp_path, s
     jobs = planned_jobs(
         work, "benchmark", "--configfile", str(ROOT / "benchmarks" / "shared_data.yaml")
     )
-    assert jobs["download"] == 4 and jobs["evaluate"] == 4 and jobs["benchmark"] == 1
-    assert jobs["train"] == 4 * 10 * 2  # scdsec and sdcn
-    assert jobs["baseline"] == 4 * 10 * 3  # leiden, leiden_k, kmeans_pca
+    assert jobs["download"] == 7 and jobs["evaluate"] == 7 and jobs["benchmark"] == 1
+    assert jobs["train"] == 7 * 10 * 2  # scdsec and sdcn
+    assert jobs["baseline"] == 7 * 10 * 3  # leiden, leiden_k, kmeans_pca
     config = yaml.safe_load((ROOT / "benchmarks" / "shared_data.yaml").read_text())
     assert {Path(d["source"]).name for d in config["datasets"].values()} == {
-        p.name for p in SHARED_DATA.glob("*.h5")
+        p.name for p in SHARED_DATA.iterdir() if p.suffix in (".h5", ".h5ad")
     }
 
 
