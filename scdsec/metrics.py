@@ -46,6 +46,17 @@ def label_scores(truth, pred) -> dict[str, float]:
     }
 
 
+def largest_type_kept(truth, pred) -> float:
+    """The fraction of the largest true type's cells that lie in its most common cluster.
+
+    1 when the largest type is one cluster (or inside one); 0.5 when it is cut in two halves.
+    A guard against objectives that favour clusters of equal size.
+    """
+    table = contingency(truth, pred)
+    largest = table.sum(axis=1).idxmax()
+    return float(table.loc[largest].max() / table.loc[largest].sum())
+
+
 def silhouette(embedding: np.ndarray, pred, *, sample_size: int = 5000, seed: int = 0) -> float:
     """Silhouette of ``pred`` in ``embedding`` (on a seeded sample of cells when large).
 

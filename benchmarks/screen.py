@@ -1,0 +1,257 @@
+"""Screen a choice of the model's joint training on labelled datasets, leave-one-dataset-out.
+
+For every dataset × seed the network is pretrained once; each variant of the joint stage
+(train-parameter overrides) then starts from the same pretrained weights, so the variants
+differ only in what they change. The standard baselines run on the same QC'd counts. Every
+result is one row of a scores file (dataset, method, seed, NMI, ARI, the fraction of the
+largest true type kept in one cluster, seconds), appended as it finishes, so an interrupted
+screen resumes where it stopped and any row can be rerun alone.
+
+    python benchmarks/screen.py run --config benchmarks/shared_data.yaml \\
+        benchmarks/simulated.yaml --seeds 0 1 2 3 4 \\
+        --variant frequency:target_normalization=frequency \\
+        --variant none:target_normalization=none --out SCORES.tsv
+    python benchmarks/screen.py table SCORES.tsv > TABLE.md
+
+`table` writes the mean ± sd per dataset and method, and the leave-one-dataset-out choice
+between the variants: with each real dataset left out in turn, the variant with the best mean
+NMI over the others is chosen, and its score on the left-out dataset is set beside the best
+baseline there.
+
+Preprocessing is the package's defaults (those of config.yaml). The split of one seed into
+pretraining and joint stage makes a screen's labels differ from a workflow run with the same
+seed (the non-edge sampler restarts at the joint stage): a screen compares variants, the
+workflow's benchmark measures the chosen default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BASELINES = ("leiden", "leiden_k", "kmeans_pca")
+COLUMNS = ["dataset", "method", "seed", "nmi", "ari", "largest_type_kept", "seconds"]
+
+
+def _datasets(config_files: list[str]) -> dict[str, dict]:
+    """The datasets of each config's ``run`` list, in order, with their entries."""
+    chosen: dict[str, dict] = {}
+    for path in config_files:
+        config = yaml.safe_load(Path(path).read_text())
+        for name in config["run"]:
+            chosen[name] = config["datasets"][name]
+    return chosen
+
+
+def _variants(specs: list[str]) -> dict[str, dict]:
+    """``name:key=value,key=value`` → {name: {key: value}} (values parsed as YAML)."""
+    variants = {}
+    for spec in specs:
+        name, _, overrides = spec.partition(":")
+        pairs = [item.split("=", 1) for item in overrides.split(",") if item]
+        variants[name] = {key: yaml.safe_load(value) for key, value in pairs}
+    return variants
+
+
+def _prepared(name: str, entry: dict, cache: Path):
+    """QC'd counts and the model's prepared input of one dataset (cached as .h5ad)."""
+    import anndata as ad
+
+    from scdsec.graph import build_knn_graph
+    from scdsec.pipeline import import_dataset
+    from scdsec.preprocessing import normalize, qc_filter
+
+    qc_file, prepared_file = cache / f"{name}.qc.h5ad", cache / f"{name}.prepared.h5ad"
+    if not prepared_file.exists():
+        raw = import_dataset(entry, cache / f"{name}.counts.h5ad", name=name, cache_dir=cache)
+        qc = qc_filter(raw)
+        qc.write_h5ad(qc_file)
+        build_knn_graph(normalize(qc)).write_h5ad(prepared_file)
+    return ad.read_h5ad(qc_file), ad.read_h5ad(prepared_file)
+
+
+def _row(dataset: str, method: str, seed: int, truth, pred, seconds: float) -> dict:
+    from scdsec.metrics import label_scores, largest_type_kept
+
+    scores = label_scores(truth, pred)
+    return {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "nmi": scores["nmi"],
+        "ari": scores["ari"],
+        "largest_type_kept": largest_type_kept(truth, pred),
+        "seconds": seconds,
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from scdsec.baselines import kmeans_labels, run_baseline
+    from scdsec.model import SCDSEC
+
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        old = pd.read_csv(out, sep="\t")
+        done = set(zip(old["dataset"], old["method"], old["seed"], strict=True))
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\t".join(COLUMNS) + "\n")
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    variants = _variants(args.variant)
+    torch.set_num_threads(args.threads)
+
+    def write(row: dict) -> None:
+        with out.open("a") as fh:
+            fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+        print(
+            f"{row['dataset']} {row['method']} seed {row['seed']}: NMI {row['nmi']:.3f} "
+            f"ARI {row['ari']:.3f} largest kept {row['largest_type_kept']:.2f}",
+            flush=True,
+        )
+
+    datasets = _datasets(args.config)
+    for seed in args.seeds:
+        for name, entry in datasets.items():
+            if args.datasets and name not in args.datasets:
+                continue
+            qc, adata = _prepared(name, entry, cache)
+            truth = adata.obs["label"].astype(str).to_numpy()
+            k = int(entry["n_clusters"])
+            for method in BASELINES:
+                if (name, method, seed) not in done:
+                    start = time.perf_counter()
+                    result = run_baseline(method, qc, n_clusters=k, seed=seed)
+                    write(
+                        _row(name, method, seed, truth, result.labels, time.perf_counter() - start)
+                    )
+            todo = [v for v in variants if (name, v, seed) not in done]
+            if not todo:
+                continue
+            start = time.perf_counter()
+            model = SCDSEC(adata, k, seed=seed)
+            model.train(epochs=0)
+            pretrained = {key: t.clone() for key, t in model.module.state_dict().items()}
+            seconds = time.perf_counter() - start
+            z = model.get_latent_representation()
+            if (name, "pretrained_kmeans", seed) not in done:
+                write(
+                    _row(
+                        name,
+                        "pretrained_kmeans",
+                        seed,
+                        truth,
+                        kmeans_labels(z, k, seed=seed, n_init=20),
+                        seconds,
+                    )
+                )
+            for variant in todo:
+                start = time.perf_counter()
+                model.module.load_state_dict(pretrained)
+                model.train(pretrain_epochs=0, **variants[variant])
+                write(
+                    _row(
+                        name,
+                        variant,
+                        seed,
+                        truth,
+                        model.predict(),
+                        seconds + time.perf_counter() - start,
+                    )
+                )
+
+
+def _summary(scores: pd.DataFrame) -> pd.DataFrame:
+    return scores.groupby(["dataset", "method"], sort=False).agg(
+        nmi=("nmi", "mean"),
+        nmi_sd=("nmi", "std"),
+        ari=("ari", "mean"),
+        ari_sd=("ari", "std"),
+        kept=("largest_type_kept", "mean"),
+        seeds=("seed", "nunique"),
+    )
+
+
+def table(args: argparse.Namespace) -> None:
+    scores = pd.concat([pd.read_csv(f, sep="\t") for f in args.scores])
+    summary = _summary(scores)
+    methods = list(dict.fromkeys(scores["method"]))
+    print("NMI / ARI, mean ± sd over seeds (largest true type: fraction in its main cluster)\n")
+    print("| dataset | seeds | " + " | ".join(methods) + " |")
+    print("|---|---|" + "---|" * len(methods))
+    for dataset in dict.fromkeys(scores["dataset"]):
+        cells = []
+        for m in methods:
+            if (dataset, m) not in summary.index:
+                cells.append("—")
+                continue
+            s = summary.loc[(dataset, m)]
+            cells.append(f"{s.nmi:.3f}±{s.nmi_sd:.3f} / {s.ari:.3f} ({s.kept:.2f})")
+        n = summary.loc[dataset]["seeds"].max()
+        print(f"| {dataset} | {n} | " + " | ".join(cells) + " |")
+
+    variants = [m for m in methods if m not in BASELINES and m != "pretrained_kmeans"]
+    real = [d for d in dict.fromkeys(scores["dataset"]) if not d.startswith("sim_")]
+    if len(variants) < 2 or len(real) < 2:
+        return
+    nmi = summary["nmi"].unstack("method")
+    ari = summary["ari"].unstack("method")
+    print(
+        "\nLeave one dataset out: the variant with the best mean NMI over the other real "
+        "datasets, scored on the one left out, against the best baseline there\n"
+    )
+    print("| left out | chosen | its NMI / ARI | best baseline | its NMI / ARI | NMI gap |")
+    print("|---|---|---|---|---|---|")
+    for left in real:
+        others = [d for d in real if d != left]
+        chosen = nmi.loc[others, variants].mean().idxmax()
+        best = nmi.loc[left, list(BASELINES)].idxmax()
+        print(
+            f"| {left} | {chosen} | {nmi.loc[left, chosen]:.3f} / {ari.loc[left, chosen]:.3f} "
+            f"| {best} | {nmi.loc[left, best]:.3f} / {ari.loc[left, best]:.3f} "
+            f"| {nmi.loc[left, chosen] - nmi.loc[left, best]:+.3f} |"
+        )
+    print(
+        "\nMean over the real datasets, NMI / ARI: "
+        + "; ".join(
+            f"{m} {nmi.loc[real, m].mean():.3f} / {ari.loc[real, m].mean():.3f}"
+            for m in methods
+            if m in nmi.columns
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="train and score; appends rows to --out")
+    p.add_argument("--config", nargs="+", required=True, help="configs with run and datasets")
+    p.add_argument("--datasets", nargs="*", help="only these datasets of the configs")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument(
+        "--variant", action="append", required=True, help="name:train_key=value,... (repeatable)"
+    )
+    p.add_argument("--out", required=True, help="scores file (TSV), appended to")
+    p.add_argument("--cache", default="results/screen", help="prepared datasets")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=run)
+    t = sub.add_parser("table", help="markdown tables of scores files")
+    t.add_argument("scores", nargs="+")
+    t.set_defaults(func=table)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
