@@ -125,6 +125,15 @@ def test_target_distribution_favours_small_clusters():
     assert p[0, 1] > p[0, 0]
 
 
+def test_unnormalised_target_keeps_the_frequent_cluster():
+    q = np.array([[0.5, 0.5], [0.9, 0.1], [0.9, 0.1]])  # cluster 0 is the frequent one
+    p = _losses.target_distribution(torch.tensor(q), "none").numpy()
+    assert np.allclose(p, q**2 / (q**2).sum(axis=1, keepdims=True))
+    assert p[0, 0] == pytest.approx(p[0, 1])  # no pull towards the rare cluster
+    with pytest.raises(ValueError, match="normalization"):
+        _losses.target_distribution(torch.tensor(q), "balanced")
+
+
 def test_kl_divergence_non_negative_zero_at_equality_and_matches_scipy():
     rng = np.random.default_rng(4)
     p = rng.dirichlet(np.ones(5), size=20)

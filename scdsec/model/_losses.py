@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._params import TargetNormalization
+
 
 def zinb_nll(
     counts: torch.Tensor,
@@ -122,9 +124,21 @@ def graph_bce_dense(z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
     return 0.5 * losses[targets == 1].mean() + 0.5 * losses[targets == 0].mean()
 
 
-def target_distribution(q: torch.Tensor) -> torch.Tensor:
-    """Sharpened target ``p_ij ∝ q_ij² / Σ_i q_ij``, each row normalised to sum to 1."""
-    weight = q**2 / q.sum(dim=0, keepdim=True)
+def target_distribution(
+    q: torch.Tensor, normalization: TargetNormalization = "frequency"
+) -> torch.Tensor:
+    """Sharpened target distribution P of the soft assignment Q (N × K), rows summing to 1.
+
+    ``"frequency"``: ``p_ij ∝ q_ij² / f_j`` with the soft cluster frequency ``f_j = Σ_i q_ij``
+    (DEC, Xie et al. 2016, eq. 3): dividing by ``f_j`` shrinks large clusters, which favours
+    clusters of equal size. ``"none"``: ``p_ij ∝ q_ij²``, the same sharpening without it, so
+    that a large cell type is not pushed to split.
+    """
+    weight = q**2
+    if normalization == "frequency":
+        weight = weight / q.sum(dim=0, keepdim=True)
+    elif normalization != "none":
+        raise ValueError(f"normalization must be 'frequency' or 'none', got {normalization!r}")
     return weight / weight.sum(dim=1, keepdim=True)
 
 
