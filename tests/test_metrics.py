@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scdsec.metrics import accuracy, label_scores, matched_clusters, silhouette
+from scdsec.metrics import (
+    accuracy,
+    label_scores,
+    largest_type_kept,
+    matched_clusters,
+    silhouette,
+)
 
 
 def test_permuted_labels_score_perfectly():
@@ -36,3 +42,10 @@ def test_silhouette_separates_good_from_bad_clusters():
     bad = rng.integers(0, 2, 100)
     assert silhouette(x, good) > 0.8 > silhouette(x, bad)
     assert np.isnan(silhouette(x, np.zeros(100)))
+
+
+def test_largest_type_kept():
+    truth = ["a"] * 6 + ["b"] * 2
+    assert largest_type_kept(truth, [0] * 8) == 1.0
+    assert largest_type_kept(truth, [0, 0, 0, 1, 1, 1, 2, 2]) == 0.5
+    assert largest_type_kept(truth, [0, 0, 0, 0, 1, 2, 2, 2]) == pytest.approx(4 / 6)
