@@ -125,13 +125,14 @@ def test_target_distribution_favours_small_clusters():
     assert p[0, 1] > p[0, 0]
 
 
-def test_unnormalised_target_keeps_the_frequent_cluster():
+def test_target_without_frequency_keeps_the_frequent_cluster():
     q = np.array([[0.5, 0.5], [0.9, 0.1], [0.9, 0.1]])  # cluster 0 is the frequent one
-    p = _losses.target_distribution(torch.tensor(q), "none").numpy()
+    p = _losses.target_distribution(torch.tensor(q), 0.0).numpy()
     assert np.allclose(p, q**2 / (q**2).sum(axis=1, keepdims=True))
     assert p[0, 0] == pytest.approx(p[0, 1])  # no pull towards the rare cluster
-    with pytest.raises(ValueError, match="normalization"):
-        _losses.target_distribution(torch.tensor(q), "balanced")
+    half = _losses.target_distribution(torch.tensor(q), 0.5).numpy()
+    full = _losses.target_distribution(torch.tensor(q), 1.0).numpy()
+    assert p[0, 1] < half[0, 1] < full[0, 1]
 
 
 def test_kl_divergence_non_negative_zero_at_equality_and_matches_scipy():

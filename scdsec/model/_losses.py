@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._params import TargetNormalization
-
 
 def zinb_nll(
     counts: torch.Tensor,
@@ -124,21 +122,18 @@ def graph_bce_dense(z: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
     return 0.5 * losses[targets == 1].mean() + 0.5 * losses[targets == 0].mean()
 
 
-def target_distribution(
-    q: torch.Tensor, normalization: TargetNormalization = "frequency"
-) -> torch.Tensor:
+def target_distribution(q: torch.Tensor, frequency_exponent: float = 1.0) -> torch.Tensor:
     """Sharpened target distribution P of the soft assignment Q (N × K), rows summing to 1.
 
-    ``"frequency"``: ``p_ij ∝ q_ij² / f_j`` with the soft cluster frequency ``f_j = Σ_i q_ij``
-    (DEC, Xie et al. 2016, eq. 3): dividing by ``f_j`` shrinks large clusters, which favours
-    clusters of equal size. ``"none"``: ``p_ij ∝ q_ij²``, the same sharpening without it, so
-    that a large cell type is not pushed to split.
+    ``p_ij ∝ q_ij² / f_j^γ`` with the soft cluster frequency ``f_j = Σ_i q_ij`` and
+    ``γ = frequency_exponent``. γ = 1 is DEC's target (Xie et al. 2016, eq. 3): dividing by
+    ``f_j`` shrinks large clusters, which favours clusters of equal size. γ = 0 sharpens Q
+    without that pull, so that a large cell type is not pushed to split; values between weigh
+    the two.
     """
     weight = q**2
-    if normalization == "frequency":
-        weight = weight / q.sum(dim=0, keepdim=True)
-    elif normalization != "none":
-        raise ValueError(f"normalization must be 'frequency' or 'none', got {normalization!r}")
+    if frequency_exponent:
+        weight = weight / q.sum(dim=0, keepdim=True) ** frequency_exponent
     return weight / weight.sum(dim=1, keepdim=True)
 
 

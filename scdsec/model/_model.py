@@ -275,7 +275,7 @@ class SCDSEC:
                         epoch,
                     )
                     break
-                target = _losses.target_distribution(q, tp.target_normalization)
+                target = _losses.target_distribution(q, tp.target_frequency_exponent)
             terms = self._step(batch, optimizer, tp, generator, target=target[batch.index])
             bar.set_postfix(loss=f"{terms['total']:.4f}")
             seconds = time.perf_counter() - start
