@@ -50,6 +50,7 @@ class _CellData:
     adj: sp.csr_matrix  # binary kNN adjacency A, no self loops
     counts: sp.csr_matrix | None  # raw counts of the t genes (needed for training only)
     size_factors: np.ndarray | None  # per-cell size factors (needed for training only)
+    pca: np.ndarray | None  # the graph step's PCA coordinates (for center_init="pca")
 
 
 @dataclass
@@ -323,14 +324,28 @@ class SCDSEC:
         }
 
     def _init_centers(self, batch: _Batch, tp: TrainParams) -> np.ndarray:
-        """Set the centres by k-means on Z; return the k-means labels."""
+        """Set the centres by k-means (on Z or on the PCA coordinates); return its labels."""
         self.module.eval()
         with torch.no_grad():
             z = self.module.encoder(batch.x, batch.adj).cpu().numpy()
-        kmeans = KMeans(self.n_clusters, n_init=tp.kmeans_n_init, random_state=self.seed).fit(z)
-        centers = torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32)
+        kmeans = KMeans(self.n_clusters, n_init=tp.kmeans_n_init, random_state=self.seed)
+        if tp.center_init == "pca":
+            pca = self._data.pca
+            if pca is None:
+                raise InputError(
+                    "train.center_init='pca' needs adata.obsm['X_pca'] (scdsec's graph step "
+                    "writes it)"
+                )
+            labels = kmeans.fit_predict(pca[batch.index.numpy()])
+            sums = np.zeros((self.n_clusters, z.shape[1]))
+            np.add.at(sums, labels, z)
+            centers = sums / np.bincount(labels, minlength=self.n_clusters)[:, None]
+        else:
+            labels = kmeans.fit_predict(z)
+            centers = kmeans.cluster_centers_
+        centers = torch.as_tensor(centers, dtype=torch.float32)
         self.module.assignment.set_centers(centers.to(batch.x.device))
-        return kmeans.labels_
+        return labels
 
     def _soft_assignment(self, batch: _Batch) -> torch.Tensor:
         self.module.eval()
@@ -569,7 +584,9 @@ def _read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> _
             raise InputError("adata.obs['size_factor'] must be finite and positive")
     elif training:
         raise InputError("adata.obs['size_factor'] is missing")
-    return _CellData(x=x, adj=adj, counts=counts, size_factors=size_factors)
+    pca = adata.obsm.get("X_pca")
+    pca = None if pca is None else np.asarray(pca, dtype=np.float64)
+    return _CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
 
 
 def _history_dict(history: pd.DataFrame) -> dict[str, list]:

@@ -17,6 +17,7 @@ from .._errors import InputError
 Fusion = Literal["layerwise", "none"]
 GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
+CenterInit = Literal["embedding", "pca"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,10 @@ class TrainParams:
     # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as METHOD.md asks)
     # makes the initialisation stable for little cost.
     kmeans_n_init: int = 20
+    # Where k-means runs to initialise the cluster centres: "embedding" — on the pretrained Z
+    # (METHOD.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"]), each
+    # centre then being the mean Z of its k-means cluster.
+    center_init: CenterInit = "embedding"
 
     def __post_init__(self) -> None:
         for name in ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval"):
@@ -146,6 +151,7 @@ class TrainParams:
                 raise InputError(f"train.{name} must not be negative, got {getattr(self, name)!r}")
         if not 0.0 <= self.tol < 1.0:
             raise InputError(f"train.tol must lie in [0, 1), got {self.tol!r}")
+        _check_literals(self, "train")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainParams:
