@@ -173,61 +173,75 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _summary(scores: pd.DataFrame) -> pd.DataFrame:
-    return scores.groupby(["dataset", "method"], sort=False).agg(
-        nmi=("nmi", "mean"),
-        nmi_sd=("nmi", "std"),
-        ari=("ari", "mean"),
-        ari_sd=("ari", "std"),
-        kept=("largest_type_kept", "mean"),
-        seeds=("seed", "nunique"),
+    return (
+        scores.groupby(["dataset", "method"], sort=False)
+        .agg(
+            nmi=("nmi", "mean"),
+            nmi_sd=("nmi", "std"),
+            ari=("ari", "mean"),
+            ari_sd=("ari", "std"),
+            kept=("largest_type_kept", "mean"),
+            seeds=("seed", "nunique"),
+        )
+        .astype({"seeds": int})
     )
+
+
+def _common_seeds(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """The rows of the (dataset, seed) pairs that every one of ``methods`` has."""
+    have = scores[scores["method"].isin(methods)].groupby(["dataset", "seed"])["method"]
+    complete = have.nunique()[lambda n: n == len(methods)].index
+    keys = pd.MultiIndex.from_frame(scores[["dataset", "seed"]])
+    return scores[keys.isin(complete) & scores["method"].isin(methods)]
 
 
 def table(args: argparse.Namespace) -> None:
     scores = pd.concat([pd.read_csv(f, sep="\t") for f in args.scores])
     summary = _summary(scores)
     methods = list(dict.fromkeys(scores["method"]))
-    print("NMI / ARI, mean ± sd over seeds (largest true type: fraction in its main cluster)\n")
-    print("| dataset | seeds | " + " | ".join(methods) + " |")
-    print("|---|---|" + "---|" * len(methods))
-    for dataset in dict.fromkeys(scores["dataset"]):
+    datasets = list(dict.fromkeys(scores["dataset"]))
+    print("NMI mean ± sd / ARI mean over seeds (the largest true type: mean fraction of its cells")
+    print("in its most common cluster), seeds in brackets; every row is in the scores file\n")
+    print("| dataset | " + " | ".join(methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for dataset in datasets:
         cells = []
         for m in methods:
             if (dataset, m) not in summary.index:
                 cells.append("—")
                 continue
             s = summary.loc[(dataset, m)]
-            cells.append(f"{s.nmi:.3f}±{s.nmi_sd:.3f} / {s.ari:.3f} ({s.kept:.2f})")
-        n = summary.loc[dataset]["seeds"].max()
-        print(f"| {dataset} | {n} | " + " | ".join(cells) + " |")
+            sd = f"±{s.nmi_sd:.3f}" if s.seeds > 1 else ""
+            cells.append(f"{s.nmi:.3f}{sd} / {s.ari:.3f} ({s.kept:.2f}) [{int(s.seeds)}]")
+        print(f"| {dataset} | " + " | ".join(cells) + " |")
 
-    variants = [m for m in methods if m not in BASELINES and m != "pretrained_kmeans"]
-    real = [d for d in dict.fromkeys(scores["dataset"]) if not d.startswith("sim_")]
+    variants = args.variants or [m for m in methods if m not in BASELINES]
+    real = [d for d in datasets if not d.startswith("sim_")]
     if len(variants) < 2 or len(real) < 2:
         return
-    nmi = summary["nmi"].unstack("method")
-    ari = summary["ari"].unstack("method")
-    print(
-        "\nLeave one dataset out: the variant with the best mean NMI over the other real "
-        "datasets, scored on the one left out, against the best baseline there\n"
-    )
-    print("| left out | chosen | its NMI / ARI | best baseline | its NMI / ARI | NMI gap |")
-    print("|---|---|---|---|---|---|")
+    paired = _summary(_common_seeds(scores, variants + list(BASELINES)))
+    nmi, ari = paired["nmi"].unstack("method"), paired["ari"].unstack("method")
+    real = [d for d in real if d in nmi.index]
+    print(f"\nLeave one dataset out among {', '.join(variants)} (seeds every one of them has):")
+    print("with each real dataset left out, the variant with the best mean NMI over the others,")
+    print("scored on the one left out, beside the best baseline there\n")
+    print("| left out | seeds | chosen | its NMI / ARI | best baseline | its NMI / ARI | NMI gap |")
+    print("|---|---|---|---|---|---|---|")
     for left in real:
         others = [d for d in real if d != left]
         chosen = nmi.loc[others, variants].mean().idxmax()
         best = nmi.loc[left, list(BASELINES)].idxmax()
         print(
-            f"| {left} | {chosen} | {nmi.loc[left, chosen]:.3f} / {ari.loc[left, chosen]:.3f} "
-            f"| {best} | {nmi.loc[left, best]:.3f} / {ari.loc[left, best]:.3f} "
+            f"| {left} | {int(paired.loc[(left, chosen), 'seeds'])} | {chosen} "
+            f"| {nmi.loc[left, chosen]:.3f} / {ari.loc[left, chosen]:.3f} | {best} "
+            f"| {nmi.loc[left, best]:.3f} / {ari.loc[left, best]:.3f} "
             f"| {nmi.loc[left, chosen] - nmi.loc[left, best]:+.3f} |"
         )
     print(
-        "\nMean over the real datasets, NMI / ARI: "
+        "\nMean over these real datasets, NMI / ARI: "
         + "; ".join(
             f"{m} {nmi.loc[real, m].mean():.3f} / {ari.loc[real, m].mean():.3f}"
-            for m in methods
-            if m in nmi.columns
+            for m in variants + list(BASELINES)
         )
     )
 
@@ -248,6 +262,7 @@ def main() -> None:
     p.set_defaults(func=run)
     t = sub.add_parser("table", help="markdown tables of scores files")
     t.add_argument("scores", nargs="+")
+    t.add_argument("--variants", nargs="+", help="the variants to choose among (default: all)")
     t.set_defaults(func=table)
     args = parser.parse_args()
     args.func(args)
