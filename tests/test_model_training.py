@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
@@ -254,6 +255,27 @@ def test_same_seed_gives_identical_labels_and_other_seed_differs(prepared):
     assert np.array_equal(runs[0][0], runs[1][0])
     assert np.array_equal(runs[0][1], runs[1][1])
     assert not np.allclose(runs[0][1], runs[2][1])
+
+
+def test_center_init_pca_uses_the_graph_steps_pca_or_computes_it(prepared):
+    from scdsec.graph import pca
+
+    with_pca = prepared.copy()
+    with_pca.obsm["X_pca"] = pca(with_pca.X)
+    runs = []
+    for adata in (with_pca, prepared):  # `prepared` has no obsm["X_pca"]
+        model = SCDSEC(adata, 3, seed=0, **TINY)
+        model.train(device="cpu", pretrain_epochs=3, epochs=0, center_init="pca", threads=1)
+        runs.append(model.predict())
+    assert "X_pca" not in prepared.obsm
+    assert np.array_equal(runs[0], runs[1])
+    # with no joint epoch, each centre is still the mean Z of its k-means cluster on the PCA
+    kmeans = KMeans(3, n_init=model.params.train.kmeans_n_init, random_state=0)
+    clusters = kmeans.fit_predict(with_pca.obsm["X_pca"].astype(np.float64))
+    z = model.get_latent_representation()
+    expected = np.stack([z[clusters == c].mean(axis=0) for c in range(3)])
+    centers = model.module.assignment.centers.detach().numpy()
+    assert np.allclose(centers, expected, atol=1e-5)
 
 
 def test_early_stopping_when_few_labels_change(prepared):

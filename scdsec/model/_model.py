@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .. import settings
 from .._errors import InputError
+from ..graph import pca as principal_components
 from ..provenance import provenance
 from . import _losses
 from ._graph import normalize_adjacency, pair_keys, sample_non_edges, to_torch_sparse, upper_edges
@@ -330,13 +331,10 @@ class SCDSEC:
             z = self.module.encoder(batch.x, batch.adj).cpu().numpy()
         kmeans = KMeans(self.n_clusters, n_init=tp.kmeans_n_init, random_state=self.seed)
         if tp.center_init == "pca":
-            pca = self._data.pca
-            if pca is None:
-                raise InputError(
-                    "train.center_init='pca' needs adata.obsm['X_pca'] (scdsec's graph step "
-                    "writes it)"
-                )
-            labels = kmeans.fit_predict(pca[batch.index.numpy()])
+            if self._data.pca is None:  # as the graph step computes it
+                settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
+                self._data.pca = principal_components(self._data.x).astype(np.float64)
+            labels = kmeans.fit_predict(self._data.pca[batch.index.numpy()])
             sums = np.zeros((self.n_clusters, z.shape[1]))
             np.add.at(sums, labels, z)
             centers = sums / np.bincount(labels, minlength=self.n_clusters)[:, None]

@@ -127,8 +127,8 @@ class TrainParams:
     # makes the initialisation stable for little cost.
     kmeans_n_init: int = 20
     # Where k-means runs to initialise the cluster centres: "embedding" — on the pretrained Z
-    # (METHOD.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"]), each
-    # centre then being the mean Z of its k-means cluster.
+    # (METHOD.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"], computed
+    # from X in the same way when absent), each centre then being the mean Z of its cluster.
     center_init: CenterInit = "embedding"
 
     def __post_init__(self) -> None:
