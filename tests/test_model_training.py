@@ -278,6 +278,21 @@ def test_center_init_pca_uses_the_graph_steps_pca_or_computes_it(prepared):
     assert np.allclose(centers, expected, atol=1e-5)
 
 
+def test_center_init_both_clusters_pca_and_z_side_by_side(prepared):
+    from scdsec.graph import pca
+
+    model = SCDSEC(prepared, 3, seed=0, **TINY)
+    model.train(device="cpu", pretrain_epochs=3, epochs=0, center_init="both", threads=1)
+    z = model.get_latent_representation().astype(np.float64)
+    blocks = [pca(prepared.X).astype(np.float64), z]
+    space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in blocks])
+    kmeans = KMeans(3, n_init=model.params.train.kmeans_n_init, random_state=0)
+    clusters = kmeans.fit_predict(space)
+    expected = np.stack([z[clusters == c].mean(axis=0) for c in range(3)])
+    centers = model.module.assignment.centers.detach().numpy()
+    assert np.allclose(centers, expected, atol=1e-4)
+
+
 def test_early_stopping_when_few_labels_change(prepared):
     model = SCDSEC(prepared, 3, seed=0, **TINY)
     model.train(device="cpu", pretrain_epochs=2, epochs=10, update_interval=2, tol=0.999)

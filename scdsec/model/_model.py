@@ -325,22 +325,25 @@ class SCDSEC:
         }
 
     def _init_centers(self, batch: _Batch, tp: TrainParams) -> np.ndarray:
-        """Set the centres by k-means (on Z or on the PCA coordinates); return its labels."""
+        """Set the centres by k-means (see ``TrainParams.center_init``); return its labels."""
         self.module.eval()
         with torch.no_grad():
             z = self.module.encoder(batch.x, batch.adj).cpu().numpy()
         kmeans = KMeans(self.n_clusters, n_init=tp.kmeans_n_init, random_state=self.seed)
-        if tp.center_init == "pca":
+        if tp.center_init == "embedding":
+            labels = kmeans.fit_predict(z)
+            centers = kmeans.cluster_centers_
+        else:
             if self._data.pca is None:  # as the graph step computes it
                 settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
                 self._data.pca = principal_components(self._data.x).astype(np.float64)
-            labels = kmeans.fit_predict(self._data.pca[batch.index.numpy()])
+            space = self._data.pca[batch.index.numpy()]
+            if tp.center_init == "both":  # each block scaled to a total variance of 1
+                space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in (space, z)])
+            labels = kmeans.fit_predict(space)
             sums = np.zeros((self.n_clusters, z.shape[1]))
             np.add.at(sums, labels, z)
             centers = sums / np.bincount(labels, minlength=self.n_clusters)[:, None]
-        else:
-            labels = kmeans.fit_predict(z)
-            centers = kmeans.cluster_centers_
         centers = torch.as_tensor(centers, dtype=torch.float32)
         self.module.assignment.set_centers(centers.to(batch.x.device))
         return labels

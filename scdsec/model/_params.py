@@ -17,7 +17,7 @@ from .._errors import InputError
 Fusion = Literal["layerwise", "none"]
 GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
-CenterInit = Literal["embedding", "pca"]
+CenterInit = Literal["embedding", "pca", "both"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,8 @@ class TrainParams:
     kmeans_n_init: int = 20
     # Where k-means runs to initialise the cluster centres: "embedding" — on the pretrained Z
     # (METHOD.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"], computed
-    # from X in the same way when absent), each centre then being the mean Z of its cluster.
+    # from X in the same way when absent); "both" — on the two side by side, each scaled to a
+    # total variance of 1. With "pca" and "both" each centre is the mean Z of its cluster.
     center_init: CenterInit = "embedding"
 
     def __post_init__(self) -> None:
