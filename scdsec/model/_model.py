@@ -51,7 +51,7 @@ class _CellData:
     adj: sp.csr_matrix  # binary kNN adjacency A, no self loops
     counts: sp.csr_matrix | None  # raw counts of the t genes (needed for training only)
     size_factors: np.ndarray | None  # per-cell size factors (needed for training only)
-    pca: np.ndarray | None  # the graph step's PCA coordinates (for center_init="pca")
+    pca: np.ndarray | None  # the graph step's PCA coordinates (center_init "pca" or "both")
 
 
 @dataclass

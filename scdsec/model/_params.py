@@ -241,9 +241,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 PRESETS: dict[str, Params] = {
     "default": Params(),
-    # The paper's settings (METHOD.md §3, §6): dims d-500-500-2000-10, layer-wise fusion with
-    # α = 0.5, β = 1, Adam with learning rate 1e-5 and 50 epochs. The paper does not say of which
-    # stage, so both stages get 50 epochs, an epoch being one full-batch step.
+    # The paper's settings (METHOD.md §3, §5, §6): dims d-500-500-2000-10, layer-wise fusion
+    # with α = 0.5, β = 1, DEC's target and k-means start on Z, Adam with learning rate 1e-5
+    # and 50 epochs. The paper does not say of which stage, so both stages get 50 epochs, an
+    # epoch being one full-batch step.
     "paper": Params(
         model=ModelParams(dims=(500, 500, 2000, 10), alpha=0.5, fusion="layerwise"),
         train=TrainParams(
@@ -256,6 +257,8 @@ PRESETS: dict[str, Params] = {
             rec_weight=1.0,
             graph_weight=1.0,
             kl_weight=1.0,
+            target_frequency_exponent=1.0,
+            center_init="embedding",
         ),
     ),
     # A test budget: the default model with 10 joint epochs instead of 50. On mouse bladder
