@@ -141,6 +141,18 @@ def test_shared_data_benchmark_plans_the_seven_datasets_and_ten_seeds(tmp_path, 
     }
 
 
+def test_simulated_benchmark_plans_its_regimes(tmp_path):
+    """`snakemake benchmark --configfile benchmarks/simulated.yaml` needs no data folder."""
+    (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    jobs = planned_jobs(
+        tmp_path, "benchmark", "--configfile", str(ROOT / "benchmarks" / "simulated.yaml")
+    )
+    config = yaml.safe_load((ROOT / "benchmarks" / "simulated.yaml").read_text())
+    n_runs = len(config["run"]) * len(config["seeds"])
+    assert jobs["download"] == len(config["run"]) == 2
+    assert jobs["train"] == n_runs and jobs["baseline"] == 3 * n_runs
+
+
 @pytest.mark.slow
 def test_tiny_demo_runs_evaluate_benchmark_ablation_and_sensitivity(tmp_path):
     write_config(tmp_path, TINY)
