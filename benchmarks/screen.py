@@ -9,8 +9,8 @@ screen resumes where it stopped and any row can be rerun alone.
 
     python benchmarks/screen.py run --config benchmarks/shared_data.yaml \\
         benchmarks/simulated.yaml --seeds 0 1 2 3 4 \\
-        --variant frequency:target_normalization=frequency \\
-        --variant none:target_normalization=none --out SCORES.tsv
+        --variant gamma1:center_init=embedding,target_frequency_exponent=1 \\
+        --variant bothinit:center_init=both,target_frequency_exponent=1 --out SCORES.tsv
     python benchmarks/screen.py table SCORES.tsv > TABLE.md
 
 `table` writes the mean ± sd per dataset and method, and the leave-one-dataset-out choice
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> None:
                         "pretrained_kmeans",
                         seed,
                         truth,
-                        kmeans_labels(z, k, seed=seed, n_init=20),
+                        kmeans_labels(z, k, seed=seed, n_init=model.params.train.kmeans_n_init),
                         seconds,
                     )
                 )

@@ -336,8 +336,8 @@ class SCDSEC:
         else:
             if self._data.pca is None:  # as the graph step computes it
                 settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
-                self._data.pca = principal_components(self._data.x).astype(np.float64)
-            space = self._data.pca[batch.index.numpy()]
+                self._data.pca = principal_components(self._data.x)
+            space = np.asarray(self._data.pca[batch.index.numpy()], dtype=np.float64)
             if tp.center_init == "both":  # each block scaled to a total variance of 1
                 space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in (space, z)])
             labels = kmeans.fit_predict(space)
@@ -585,8 +585,7 @@ def _read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> _
             raise InputError("adata.obs['size_factor'] must be finite and positive")
     elif training:
         raise InputError("adata.obs['size_factor'] is missing")
-    pca = adata.obsm.get("X_pca")
-    pca = None if pca is None else np.asarray(pca, dtype=np.float64)
+    pca = adata.obsm.get("X_pca")  # a view, read only when a centre start needs it
     return _CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
 
 
