@@ -13,6 +13,14 @@ screen resumes where it stopped and any row can be rerun alone.
         --variant bothinit:center_init=both,target_frequency_exponent=1 --out SCORES.tsv
     python benchmarks/screen.py table SCORES.tsv > TABLE.md
 
+With ``--labels DIR`` the run also keeps every row's labels, and ``consensus`` scores the
+ensemble option from them without training again: the consensus of the runs with seeds
+``g·R … g·R + R − 1`` (``scdsec.consensus.ensemble_seeds(g, R)``, the runs that
+``scdsec.tl.cluster(seed=g, n_runs=R)`` trains) becomes the row ``VARIANT+consensusR``, seed
+``g``, its seconds the sum of its runs':
+
+    python benchmarks/screen.py consensus SCORES.tsv --labels DIR --runs 3 --variants gamma1
+
 `table` writes the mean ± sd per dataset and method, and the leave-one-dataset-out choice
 between the variants: with each real dataset left out in turn, the variant with the best mean
 NMI over the others is chosen, and its score on the left-out dataset is set beside the best
@@ -31,6 +39,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -112,7 +121,11 @@ def run(args: argparse.Namespace) -> None:
     variants = _variants(args.variant)
     torch.set_num_threads(args.threads)
 
-    def write(row: dict) -> None:
+    labels_dir = Path(args.labels) if args.labels else None
+
+    def write(row: dict, pred) -> None:
+        if labels_dir is not None:
+            np.save(labels_dir / row["dataset"] / f"{row['method']}.seed{row['seed']}.npy", pred)
         with out.open("a") as fh:
             fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
         print(
@@ -129,13 +142,15 @@ def run(args: argparse.Namespace) -> None:
             qc, adata = _prepared(name, entry, cache)
             truth = adata.obs["label"].astype(str).to_numpy()
             k = int(entry["n_clusters"])
+            if labels_dir is not None:
+                (labels_dir / name).mkdir(parents=True, exist_ok=True)
+                np.savez(labels_dir / name / "truth.npz", truth=truth.astype(str), n_clusters=k)
             for method in BASELINES:
                 if (name, method, seed) not in done:
                     start = time.perf_counter()
                     result = run_baseline(method, qc, n_clusters=k, seed=seed)
-                    write(
-                        _row(name, method, seed, truth, result.labels, time.perf_counter() - start)
-                    )
+                    seconds = time.perf_counter() - start
+                    write(_row(name, method, seed, truth, result.labels, seconds), result.labels)
             todo = [v for v in variants if (name, v, seed) not in done]
             if not todo:
                 continue
@@ -146,30 +161,42 @@ def run(args: argparse.Namespace) -> None:
             seconds = time.perf_counter() - start
             z = model.get_latent_representation()
             if (name, "pretrained_kmeans", seed) not in done:
-                write(
-                    _row(
-                        name,
-                        "pretrained_kmeans",
-                        seed,
-                        truth,
-                        kmeans_labels(z, k, seed=seed, n_init=model.params.train.kmeans_n_init),
-                        seconds,
-                    )
-                )
+                pred = kmeans_labels(z, k, seed=seed, n_init=model.params.train.kmeans_n_init)
+                write(_row(name, "pretrained_kmeans", seed, truth, pred, seconds), pred)
             for variant in todo:
                 start = time.perf_counter()
                 model.module.load_state_dict(pretrained)
                 model.train(pretrain_epochs=0, **variants[variant])
-                write(
-                    _row(
-                        name,
-                        variant,
-                        seed,
-                        truth,
-                        model.predict(),
-                        seconds + time.perf_counter() - start,
-                    )
-                )
+                pred = model.predict()
+                seconds_variant = seconds + time.perf_counter() - start
+                write(_row(name, variant, seed, truth, pred, seconds_variant), pred)
+
+
+def consensus(args: argparse.Namespace) -> None:
+    from scdsec.consensus import consensus_labels, ensemble_seeds
+
+    out = Path(args.scores)
+    scores = pd.read_csv(out, sep="\t")
+    seconds = scores.set_index(["dataset", "method", "seed"])["seconds"]
+    done = set(zip(scores["dataset"], scores["method"], scores["seed"], strict=True))
+    for folder in sorted(Path(args.labels).iterdir()):
+        with np.load(folder / "truth.npz") as saved:
+            truth, k = saved["truth"], int(saved["n_clusters"])
+        for variant in args.variants:
+            method = f"{variant}+consensus{args.runs}"
+            for group in range(args.groups):
+                members = ensemble_seeds(group, args.runs)
+                files = [folder / f"{variant}.seed{s}.npy" for s in members]
+                if (folder.name, method, group) in done or not all(f.exists() for f in files):
+                    continue
+                start = time.perf_counter()
+                pred, _ = consensus_labels([np.load(f) for f in files], k, seed=group)
+                cost = time.perf_counter() - start
+                cost += sum(seconds[(folder.name, variant, s)] for s in members)
+                row = _row(folder.name, method, group, truth, pred, cost)
+                with out.open("a") as fh:
+                    fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+                print(f"{folder.name} {method} seed {group}: NMI {row['nmi']:.3f}", flush=True)
 
 
 def _summary(scores: pd.DataFrame) -> pd.DataFrame:
@@ -259,7 +286,15 @@ def main() -> None:
     p.add_argument("--out", required=True, help="scores file (TSV), appended to")
     p.add_argument("--cache", default="results/screen", help="prepared datasets")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--labels", help="keep each row's labels here (for `consensus`)")
     p.set_defaults(func=run)
+    c = sub.add_parser("consensus", help="score ensembles from kept labels; appends rows")
+    c.add_argument("scores", help="the scores file of the run that kept the labels")
+    c.add_argument("--labels", required=True, help="the run's --labels folder")
+    c.add_argument("--runs", type=int, required=True, help="ensemble size R")
+    c.add_argument("--groups", type=int, default=10, help="ensemble seeds 0 … groups − 1")
+    c.add_argument("--variants", nargs="+", required=True)
+    c.set_defaults(func=consensus)
     t = sub.add_parser("table", help="markdown tables of scores files")
     t.add_argument("scores", nargs="+")
     t.add_argument("--variants", nargs="+", help="the variants to choose among (default: all)")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import anndata as ad
+import numpy as np
+import pandas as pd
 
 from .clustering import estimate_n_clusters
+from .consensus import consensus_labels, ensemble_seeds
 from .model import SCDSEC, Params
+from .provenance import provenance
 
-__all__ = ["cluster", "estimate_n_clusters"]
+__all__ = ["cluster", "consensus", "estimate_n_clusters"]
 
 
 def cluster(
@@ -19,6 +23,7 @@ def cluster(
     *,
     params: Params | Mapping | str | None = None,
     seed: int = 0,
+    n_runs: int = 1,
     device: str = "auto",
     threads: int | None = None,
     deterministic: bool = False,
@@ -37,22 +42,106 @@ def cluster(
         ``{"preset": ..., "model": {...}, "train": {...}}`` as in ``config.yaml``.
     seed
         Seed of the weights, the sampled non-edges and k-means.
+    n_runs
+        Size of the ensemble. 1 (default): one model. More: ``n_runs`` models with the seeds
+        :func:`scdsec.consensus.ensemble_seeds` ``(seed, n_runs)``, each stored under
+        ``key_added + "_run" + r``, and their :func:`consensus` under ``key_added`` (costs
+        ``n_runs`` trainings).
     device, threads, deterministic
         Where and how reproducibly to train (see :mod:`scdsec.settings`).
     key_added
         ``obs[key_added]`` gets the labels, ``obsm["X_" + key_added]`` the embedding,
         ``obsm[key_added + "_q"]`` the soft assignment, ``uns[key_added]`` the record.
+        With an ensemble, ``obs[key_added]`` holds the consensus and
+        ``obs[key_added + "_agreement"]`` each cell's agreement, ``obsm["X_" + key_added]`` the
+        first run's embedding, and no soft assignment under ``key_added``.
 
     Returns
     -------
-    The trained model (for ``save``, ``get_latent_representation``, ``history``, …).
+    The trained model (for ``save``, ``get_latent_representation``, ``history``, …); with an
+    ensemble, the first run's.
+
+    Raises
+    ------
+    ValueError
+        ``n_runs`` below 1.
     """
+    seeds = ensemble_seeds(seed, n_runs)
     estimated = n_clusters == "auto"
     k = estimate_n_clusters(adata, seed=seed) if estimated else int(n_clusters)
     if isinstance(params, Mapping):
         params = Params.from_dict(params)
-    model = SCDSEC(adata, k, params, seed=seed)
-    model.train(device=device, threads=threads, deterministic=deterministic)
-    model.annotate(adata, key_added=key_added)
-    adata.uns[key_added]["n_clusters_estimated"] = estimated
-    return model
+    first = None
+    for r, run_seed in enumerate(seeds):
+        model = SCDSEC(adata, k, params, seed=run_seed)
+        model.train(device=device, threads=threads, deterministic=deterministic)
+        model.annotate(adata, key_added=key_added if n_runs == 1 else f"{key_added}_run{r}")
+        if first is None:
+            first = model
+    if n_runs == 1:
+        adata.uns[key_added]["n_clusters_estimated"] = estimated
+        return first
+    runs = [f"{key_added}_run{r}" for r in range(n_runs)]
+    adata.obsm[f"X_{key_added}"] = adata.obsm[f"X_{runs[0]}"]  # for plots: the first run's
+    consensus(adata, runs, k, seed=seed, key_added=key_added)
+    adata.uns[key_added].update(
+        {
+            "seed": seed,
+            "n_runs": n_runs,
+            "run_seeds": seeds,
+            "params": first.params.to_dict(),
+            "n_clusters_estimated": estimated,
+            "provenance": provenance(),
+        }
+    )
+    return first
+
+
+def consensus(
+    adata: ad.AnnData,
+    keys: Sequence[str],
+    n_clusters: int,
+    *,
+    seed: int = 0,
+    key_added: str = "consensus",
+) -> None:
+    """The consensus of several clusterings stored in ``adata.obs`` (sparse; no cells × cells).
+
+    Parameters
+    ----------
+    adata
+        Cells with one label column per clustering.
+    keys
+        The ``obs`` columns to combine (e.g. the labels of several seeds, or of other methods).
+    n_clusters
+        Number of consensus clusters.
+    seed
+        Seed of the k-means on the membership matrix (:func:`scdsec.consensus.consensus_labels`,
+        Topchy et al. 2005).
+    key_added
+        ``obs[key_added]`` gets the labels (categorical "0" … "K−1", "0" the largest),
+        ``obs[key_added + "_agreement"]`` the fraction of clusterings that agree with each cell's
+        label, and ``uns[key_added]`` the keys, seed and ``n_clusters``.
+
+    Raises
+    ------
+    KeyError
+        A key that is not a column of ``adata.obs``.
+    ValueError
+        No keys, or ``n_clusters`` not in 1 … ``n_obs``.
+    """
+    missing = [key for key in keys if key not in adata.obs]
+    if missing:
+        raise KeyError(f"not in adata.obs: {missing}")
+    labels, agreement = consensus_labels(
+        [adata.obs[key].astype(str).to_numpy() for key in keys], n_clusters, seed=seed
+    )
+    categories = [str(c) for c in range(n_clusters)]
+    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=categories)
+    adata.obs[f"{key_added}_agreement"] = agreement.astype(np.float32)
+    adata.uns[key_added] = {
+        **dict(adata.uns.get(key_added, {})),
+        "consensus_of": list(keys),
+        "consensus_seed": seed,
+        "n_clusters": n_clusters,
+    }
