@@ -1,0 +1,70 @@
+"""benchmarks/screen.py: the leave-one-dataset-out table and ensembles scored from kept labels."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+import numpy as np
+import pandas as pd
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("screen", ROOT / "benchmarks" / "screen.py")
+screen = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(screen)
+
+
+def _scores(rows):
+    return pd.DataFrame(rows, columns=screen.COLUMNS)
+
+
+def test_table_chooses_per_fold_on_the_other_datasets(tmp_path, capsys):
+    # variant a wins on d1 and d2 by a lot and loses on d3; b is steady
+    nmi = {("d1", "a"): 0.9, ("d1", "b"): 0.6, ("d2", "a"): 0.9, ("d2", "b"): 0.6}
+    nmi |= {("d3", "a"): 0.1, ("d3", "b"): 0.6}
+    rows = []
+    for seed in (0, 1):
+        for dataset in ("d1", "d2", "d3"):
+            for method in ("a", "b", *screen.BASELINES):
+                value = nmi.get((dataset, method), 0.5)
+                rows.append([dataset, method, seed, value, value, 1.0, 1.0])
+    path = tmp_path / "scores.tsv"
+    _scores(rows).to_csv(path, sep="\t", index=False)
+    screen.table(argparse.Namespace(scores=[str(path)], variants=["a", "b"]))
+    out = capsys.readouterr().out
+    folds = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")[2]
+        for line in out.splitlines()
+        if line.startswith("| d") and line.count("|") == 8
+    }
+    assert folds == {"d1": "b", "d2": "b", "d3": "a"}  # d1 out: d2 + d3 favour b (0.6 vs 0.5)
+    assert "| d3 | 2 | a | 0.100 / 0.100 | leiden | 0.500 / 0.500 | -0.400 |" in out
+
+
+def test_consensus_rows_use_the_ensemble_seeds_and_sum_their_cost(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = np.repeat(["x", "y", "z"], [60, 30, 10])
+    folder = tmp_path / "labels" / "d1"
+    folder.mkdir(parents=True)
+    np.savez(folder / "truth.npz", truth=truth, n_clusters=3)
+    rows = []
+    codes = np.unique(truth, return_inverse=True)[1]
+    for seed in range(5):  # seeds 0–2 make ensemble 0; 3–5 would make ensemble 1 (5 is absent)
+        noisy = codes.copy()
+        moved = rng.random(len(codes)) < 0.2
+        noisy[moved] = rng.integers(0, 3, moved.sum())
+        np.save(folder / f"v.seed{seed}.npy", noisy)
+        rows.append(["d1", "v", seed, 0.0, 0.0, 0.0, 10.0 + seed])
+    path = tmp_path / "scores.tsv"
+    _scores(rows).to_csv(path, sep="\t", index=False)
+    args = argparse.Namespace(
+        scores=str(path), labels=str(tmp_path / "labels"), runs=3, groups=2, variants=["v"]
+    )
+    screen.consensus(args)
+    screen.consensus(args)  # a second call adds nothing
+    scores = pd.read_csv(path, sep="\t")
+    ensembles = scores[scores["method"] == "v+consensus3"]
+    assert list(ensembles["seed"]) == [0]
+    assert ensembles["seconds"].iloc[0] >= 10 + 11 + 12
+    assert ensembles["nmi"].iloc[0] > 0.8
