@@ -63,8 +63,15 @@ SENSITIVITY_DEFAULTS: dict[str, list[float]] = {
     "alpha": [0, 0.1, 0.3, 0.5, 0.7, 0.9, 1],
 }
 
-#: Deep methods other than the experiment variants.
-DEEP_BASE = {"scdsec": {}, "sdcn": {"model": {"variant": "sdcn", "fusion": "layerwise"}}}
+#: Deep methods other than the experiment variants. SDCN (Bo et al. 2020) as published: layer-wise
+#: fusion and DEC's start (k-means on the pretrained Z).
+DEEP_BASE = {
+    "scdsec": {},
+    "sdcn": {
+        "model": {"variant": "sdcn", "fusion": "layerwise"},
+        "train": {"center_init": "embedding"},
+    },
+}
 
 _ALPHA = r"(?:0|1|0\.\d{0,5}[1-9])"
 #: Regular expression of every deep method name (a Snakemake wildcard constraint).

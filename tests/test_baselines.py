@@ -129,7 +129,8 @@ def test_method_names_parse_into_graphs_and_overrides():
     spec = experiments.deep_spec
     assert spec("scdsec", t=1000, k=50) == experiments.DeepSpec(1000, 50, {})
     assert spec("sdcn", t=1000, k=50).overrides == {
-        "model": {"variant": "sdcn", "fusion": "layerwise"}
+        "model": {"variant": "sdcn", "fusion": "layerwise"},
+        "train": {"center_init": "embedding"},
     }
     assert spec("scdsec-t500", t=1000, k=50) == experiments.DeepSpec(500, 50, {})
     assert spec("scdsec-k10", t=1000, k=50) == experiments.DeepSpec(1000, 10, {})
