@@ -13,6 +13,7 @@ Memory and time grow linearly with the number of cells.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,8 +28,8 @@ def ensemble_seeds(seed: int, n_runs: int) -> list[int]:
     Ensembles with different seeds (and the same ``n_runs``) share no run; ``n_runs = 1`` is
     the single run ``seed``.
     """
-    if n_runs < 1:
-        raise ValueError(f"n_runs must be at least 1, got {n_runs!r}")
+    if isinstance(n_runs, bool) or not isinstance(n_runs, numbers.Integral) or n_runs < 1:
+        raise ValueError(f"n_runs must be an integer of at least 1, got {n_runs!r}")
     return [seed * n_runs + r for r in range(n_runs)]
 
 
@@ -86,15 +87,18 @@ def consensus_labels(
     ``labels``, int array of shape ``(N,)`` in ``0 … K − 1`` (cluster 0 the largest), and
     ``agreement``, float array of shape ``(N,)``: the fraction of the runs whose cluster of the
     cell, matched one-to-one to the consensus clusters (Hungarian, on cell counts), is the
-    cell's consensus cluster (1: every run agrees).
+    cell's consensus cluster (1: every run agrees). Two runs cannot outvote each other: where
+    they disagree, the consensus follows either.
 
     Raises
     ------
     ValueError
-        As :func:`membership_matrix`, or ``n_clusters`` not in ``1 … N``.
+        As :func:`membership_matrix`, or ``n_clusters`` not an integer in ``1 … N``.
     """
     memberships = membership_matrix(labelings)
     n_cells = memberships.shape[0]
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
+        raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}")
     if not 1 <= n_clusters <= n_cells:
         raise ValueError(f"n_clusters must lie in 1 … {n_cells}, got {n_clusters!r}")
     raw = KMeans(n_clusters, n_init=n_init, random_state=seed).fit_predict(memberships)

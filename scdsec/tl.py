@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
@@ -43,10 +44,10 @@ def cluster(
     seed
         Seed of the weights, the sampled non-edges and k-means.
     n_runs
-        Size of the ensemble. 1 (default): one model. More: ``n_runs`` models with the seeds
-        :func:`scdsec.consensus.ensemble_seeds` ``(seed, n_runs)``, each stored under
+        Size of the ensemble. 1 (default): one model. 3 or more: ``n_runs`` models with the
+        seeds :func:`scdsec.consensus.ensemble_seeds` ``(seed, n_runs)``, each stored under
         ``key_added + "_run" + r``, and their :func:`consensus` under ``key_added`` (costs
-        ``n_runs`` trainings).
+        ``n_runs`` trainings; 2 is refused, as two runs cannot outvote each other).
     device, threads, deterministic
         Where and how reproducibly to train (see :mod:`scdsec.settings`).
     key_added
@@ -61,16 +62,25 @@ def cluster(
     The trained model (for ``save``, ``get_latent_representation``, ``history``, …); with an
     ensemble, the first run's.
 
+    Results stored under ``key_added`` by an earlier call (of either kind) are removed first.
+
     Raises
     ------
     ValueError
-        ``n_runs`` below 1.
+        ``n_runs`` not an integer of 1 or at least 3.
+    scdsec.InputError
+        ``adata`` not prepared, ``n_clusters`` outside 2 … ``n_obs``, or bad ``params``.
+    RuntimeError
+        ``device="cuda"`` without a visible CUDA device.
     """
     seeds = ensemble_seeds(seed, n_runs)
+    if n_runs == 2:
+        raise ValueError("n_runs=2: two runs cannot outvote each other; use 1 or at least 3")
     estimated = n_clusters == "auto"
     k = estimate_n_clusters(adata, seed=seed) if estimated else int(n_clusters)
     if isinstance(params, Mapping):
         params = Params.from_dict(params)
+    _remove_results(adata, key_added)
     first = None
     for r, run_seed in enumerate(seeds):
         model = SCDSEC(adata, k, params, seed=run_seed)
@@ -91,10 +101,25 @@ def cluster(
             "run_seeds": seeds,
             "params": first.params.to_dict(),
             "n_clusters_estimated": estimated,
+            **first._run,
             "provenance": provenance(),
         }
     )
     return first
+
+
+def _remove_results(adata: ad.AnnData, key: str) -> None:
+    """Drop what :func:`cluster` stores under ``key`` (one model's or an ensemble's)."""
+    runs = re.compile(rf"{re.escape(key)}_run\d+")
+    for mapping in (adata.obs, adata.obsm, adata.uns):
+        names = [
+            name
+            for name in list(mapping.keys())
+            if name in (key, f"{key}_agreement", f"X_{key}", f"{key}_q")
+            or runs.fullmatch(name.removeprefix("X_").removesuffix("_q"))
+        ]
+        for name in names:
+            del mapping[name]
 
 
 def consensus(
@@ -125,11 +150,15 @@ def consensus(
 
     Raises
     ------
+    TypeError
+        ``keys`` given as one string.
     KeyError
         A key that is not a column of ``adata.obs``.
     ValueError
-        No keys, or ``n_clusters`` not in 1 … ``n_obs``.
+        No keys, or ``n_clusters`` not an integer in 1 … ``n_obs``.
     """
+    if isinstance(keys, str):
+        raise TypeError(f"keys must be a list of obs columns, got the string {keys!r}")
     missing = [key for key in keys if key not in adata.obs]
     if missing:
         raise KeyError(f"not in adata.obs: {missing}")
@@ -140,7 +169,6 @@ def consensus(
     adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=categories)
     adata.obs[f"{key_added}_agreement"] = agreement.astype(np.float32)
     adata.uns[key_added] = {
-        **dict(adata.uns.get(key_added, {})),
         "consensus_of": list(keys),
         "consensus_seed": seed,
         "n_clusters": n_clusters,

@@ -64,8 +64,9 @@ def test_ensemble_seeds_do_not_overlap_between_ensembles():
     assert ensemble_seeds(0, 1) == [0] and ensemble_seeds(4, 1) == [4]
     assert ensemble_seeds(2, 3) == [6, 7, 8]
     assert not set(ensemble_seeds(0, 3)) & set(ensemble_seeds(1, 3))
-    with pytest.raises(ValueError, match="at least 1"):
-        ensemble_seeds(0, 0)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="integer of at least 1"):
+            ensemble_seeds(0, bad)
 
 
 def test_tl_cluster_with_an_ensemble_stores_runs_and_consensus(small_counts):
@@ -86,5 +87,17 @@ def test_tl_cluster_with_an_ensemble_stores_runs_and_consensus(small_counts):
     runs = [adjusted_rand_score(truth, adata.obs[f"scdsec_run{r}"]) for r in range(3)]
     assert adjusted_rand_score(truth, labels) >= min(runs)
     np.testing.assert_array_equal(adata.obsm["X_scdsec"], adata.obsm["X_scdsec_run0"])
+    assert record["device"] == "cpu" and record["threads"] == 1
     with pytest.raises(KeyError, match="nope"):
         tl.consensus(adata, ["scdsec_run0", "nope"], 4)
+    with pytest.raises(TypeError, match="list of obs columns"):
+        tl.consensus(adata, "scdsec_run0", 4)
+    with pytest.raises(ValueError, match="integer"):
+        tl.consensus(adata, ["scdsec_run0", "scdsec_run1"], "auto")
+    with pytest.raises(ValueError, match="cannot outvote"):
+        tl.cluster(adata, 4, params=FAST, n_runs=2)
+    # a single run afterwards leaves nothing of the ensemble behind
+    tl.cluster(adata, 4, params=FAST, seed=1, device="cpu", threads=1)
+    left = [*adata.obs, *adata.obsm, *adata.uns]
+    assert not [name for name in left if "_run" in name or name == "scdsec_agreement"]
+    assert "consensus_of" not in adata.uns["scdsec"] and adata.uns["scdsec"]["seed"] == 1
