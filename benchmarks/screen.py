@@ -102,6 +102,17 @@ def _row(dataset: str, method: str, seed: int, truth, pred, seconds: float) -> d
     }
 
 
+def _append(out: Path, row: dict) -> None:
+    """Append one row to the scores file and say it on stdout."""
+    with out.open("a") as fh:
+        fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+    print(
+        f"{row['dataset']} {row['method']} seed {row['seed']}: NMI {row['nmi']:.3f} "
+        f"ARI {row['ari']:.3f} largest kept {row['largest_type_kept']:.2f}",
+        flush=True,
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     import torch
 
@@ -126,13 +137,7 @@ def run(args: argparse.Namespace) -> None:
     def write(row: dict, pred) -> None:
         if labels_dir is not None:
             np.save(labels_dir / row["dataset"] / f"{row['method']}.seed{row['seed']}.npy", pred)
-        with out.open("a") as fh:
-            fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
-        print(
-            f"{row['dataset']} {row['method']} seed {row['seed']}: NMI {row['nmi']:.3f} "
-            f"ARI {row['ari']:.3f} largest kept {row['largest_type_kept']:.2f}",
-            flush=True,
-        )
+        _append(out, row)
 
     datasets = _datasets(args.config)
     for seed in args.seeds:
@@ -193,10 +198,7 @@ def consensus(args: argparse.Namespace) -> None:
                 pred, _ = consensus_labels([np.load(f) for f in files], k, seed=group)
                 cost = time.perf_counter() - start
                 cost += sum(seconds[(folder.name, variant, s)] for s in members)
-                row = _row(folder.name, method, group, truth, pred, cost)
-                with out.open("a") as fh:
-                    fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
-                print(f"{folder.name} {method} seed {group}: NMI {row['nmi']:.3f}", flush=True)
+                _append(out, _row(folder.name, method, group, truth, pred, cost))
 
 
 def _summary(scores: pd.DataFrame) -> pd.DataFrame:

@@ -51,17 +51,25 @@ def membership_matrix(labelings: Sequence[Sequence]) -> sp.csr_matrix:
     ValueError
         No labelings, or labelings of different lengths.
     """
+    return _one_hot(_codes(labelings))
+
+
+def _codes(labelings: Sequence[Sequence]) -> list[np.ndarray]:
+    """Each run's labels as codes 0 … K_r − 1; checks that the runs label the same cells."""
     if len(labelings) == 0:
         raise ValueError("consensus needs at least one clustering")
     lengths = {len(labels) for labels in labelings}
     if len(lengths) != 1:
         raise ValueError(f"the clusterings label different numbers of cells: {sorted(lengths)}")
-    n_cells, n_runs = lengths.pop(), len(labelings)
+    return [np.unique(np.asarray(labels), return_inverse=True)[1] for labels in labelings]
+
+
+def _one_hot(codes: list[np.ndarray]) -> sp.csr_matrix:
+    n_cells, n_runs = len(codes[0]), len(codes)
     columns, offset = [], 0
-    for labels in labelings:
-        _, codes = np.unique(np.asarray(labels), return_inverse=True)
-        columns.append(codes + offset)
-        offset += codes.max() + 1 if n_cells else 0
+    for run in codes:
+        columns.append(run + offset)
+        offset += run.max() + 1 if n_cells else 0
     rows = np.repeat(np.arange(n_cells), n_runs)
     cols = np.stack(columns, axis=1).ravel()
     values = np.full(len(rows), 1.0 / np.sqrt(n_runs))
@@ -95,7 +103,8 @@ def consensus_labels(
     ValueError
         As :func:`membership_matrix`, or ``n_clusters`` not an integer in ``1 … N``.
     """
-    memberships = membership_matrix(labelings)
+    codes = _codes(labelings)
+    memberships = _one_hot(codes)
     n_cells = memberships.shape[0]
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
         raise ValueError(f"n_clusters must be an integer, got {n_clusters!r}")
@@ -107,12 +116,11 @@ def consensus_labels(
     labels[order] = np.arange(n_clusters)
     labels = labels[raw]
     agreement = np.zeros(n_cells)
-    for run in labelings:
-        _, codes = np.unique(np.asarray(run), return_inverse=True)
-        counts = np.zeros((codes.max() + 1, n_clusters))
-        np.add.at(counts, (codes, labels), 1)
+    for run in codes:
+        counts = np.zeros((run.max() + 1, n_clusters))
+        np.add.at(counts, (run, labels), 1)
         rows, cols = linear_sum_assignment(-counts)
         matched = np.full(len(counts), -1)
         matched[rows] = cols
-        agreement += matched[codes] == labels
-    return labels, agreement / len(labelings)
+        agreement += matched[run] == labels
+    return labels, agreement / len(codes)

@@ -94,14 +94,14 @@ def cluster(
     runs = [f"{key_added}_run{r}" for r in range(n_runs)]
     adata.obsm[f"X_{key_added}"] = adata.obsm[f"X_{runs[0]}"]  # for plots: the first run's
     consensus(adata, runs, k, seed=seed, key_added=key_added)
+    how = ("params", "device", "threads", "deterministic")  # the same for every run
     adata.uns[key_added].update(
         {
             "seed": seed,
             "n_runs": n_runs,
             "run_seeds": seeds,
-            "params": first.params.to_dict(),
+            **{name: adata.uns[runs[0]][name] for name in how},
             "n_clusters_estimated": estimated,
-            **first._run,
             "provenance": provenance(),
         }
     )
