@@ -278,19 +278,35 @@ def test_center_init_pca_uses_the_graph_steps_pca_or_computes_it(prepared):
     assert np.allclose(centers, expected, atol=1e-5)
 
 
-def test_center_init_both_clusters_pca_and_z_side_by_side(prepared):
+@pytest.mark.parametrize("share", [0.5, 0.8, 1.0])
+def test_center_init_both_weighs_pca_and_z_by_their_share_of_variance(prepared, share):
     from scdsec.graph import pca
 
     model = SCDSEC(prepared, 3, seed=0, **TINY)
-    model.train(device="cpu", pretrain_epochs=3, epochs=0, center_init="both", threads=1)
+    model.train(
+        device="cpu",
+        pretrain_epochs=3,
+        epochs=0,
+        center_init="both",
+        center_init_pca_share=share,
+        threads=1,
+    )
     z = model.get_latent_representation().astype(np.float64)
     blocks = [pca(prepared.X).astype(np.float64), z]
-    space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in blocks])
+    weighted = zip((share, 1 - share), blocks, strict=True)
+    space = np.hstack([np.sqrt(w) * b / np.sqrt(b.var(axis=0).sum()) for w, b in weighted])
+    assert np.isclose(space[:, : blocks[0].shape[1]].var(axis=0).sum(), share)
     kmeans = KMeans(3, n_init=model.params.train.kmeans_n_init, random_state=0)
     clusters = kmeans.fit_predict(space)
     expected = np.stack([z[clusters == c].mean(axis=0) for c in range(3)])
     centers = model.module.assignment.centers.detach().numpy()
     assert np.allclose(centers, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_center_init_pca_share_outside_0_1_is_refused(share):
+    with pytest.raises(InputError, match="center_init_pca_share"):
+        TrainParams(center_init_pca_share=share)
 
 
 def test_early_stopping_when_few_labels_change(prepared):

@@ -338,8 +338,12 @@ class SCDSEC:
                 settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
                 self._data.pca = principal_components(self._data.x)
             space = np.asarray(self._data.pca[batch.index.numpy()], dtype=np.float64)
-            if tp.center_init == "both":  # each block scaled to a total variance of 1
-                space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in (space, z)])
+            if tp.center_init == "both":  # total variances in the ratio share : (1 - share)
+                share = tp.center_init_pca_share
+                weights = np.sqrt([share, 1.0 - share])
+                weights /= weights.max()  # k-means is scale-free; 0.5 weighs both blocks 1
+                blocks = zip(weights, (space, z), strict=True)
+                space = np.hstack([w * b / np.sqrt(b.var(axis=0).sum()) for w, b in blocks])
             labels = kmeans.fit_predict(space)
             sums = np.zeros((self.n_clusters, z.shape[1]))
             np.add.at(sums, labels, z)

@@ -136,6 +136,9 @@ class TrainParams:
     # zheng 0.708 → 0.716, worm 0.702 → 0.698, the other three equal; no loss on the simulated
     # imbalanced regimes.
     center_init: CenterInit = "both"
+    # With center_init "both": the PCA block's share of the total variance of the space k-means
+    # runs on (0 is "embedding"'s partition, 1 "pca"'s). 0.5 weighs the two blocks equally.
+    center_init_pca_share: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval"):
@@ -155,6 +158,11 @@ class TrainParams:
         ):
             if getattr(self, name) < 0:
                 raise InputError(f"train.{name} must not be negative, got {getattr(self, name)!r}")
+        if not 0.0 <= self.center_init_pca_share <= 1.0:
+            raise InputError(
+                "train.center_init_pca_share must lie in [0, 1], "
+                f"got {self.center_init_pca_share!r}"
+            )
         if not 0.0 <= self.tol < 1.0:
             raise InputError(f"train.tol must lie in [0, 1), got {self.tol!r}")
         _check_literals(self, "train")
