@@ -42,10 +42,11 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "markers": ["anndata", "scanpy", "pynndescent"],
     "plot_markers": ["anndata", "scanpy", "pynndescent", "matplotlib"],
 }
-# Optional packages that are not installed on the development machines (kept out of CI), so not
-# in constraints.txt: written as the version range the package accepts (pyproject extras).
-RULE_UNPINNED: dict[str, list[str]] = {
-    "scvi": ["scvi-tools>=1.1,<1.5"],
+# Optional packages (pyproject extras) that CI does not install, so their requirements cannot be
+# read from installed metadata: written with their own pin from constraints.txt; pip resolves
+# what they require within the env.
+RULE_OPTIONAL: dict[str, list[str]] = {
+    "scvi": ["scvi-tools"],
 }
 
 
@@ -106,7 +107,8 @@ def render(rule: str, pins: dict[str, tuple[str, str]]) -> str:
         "  - pip:",
     ]
     lines += [f"      - {pins[n][0]}=={pins[n][1]}" for n in names]
-    lines += [f"      - {spec}" for spec in RULE_UNPINNED.get(rule, [])]
+    optional = [canonical(n) for n in RULE_OPTIONAL.get(rule, [])]
+    lines += [f"      - {pins[n][0]}=={pins[n][1]}" for n in optional]
     return "\n".join(lines) + "\n"
 
 
