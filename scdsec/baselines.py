@@ -284,6 +284,7 @@ def run_baseline(
     n_clusters: int | None = None,
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
+    latent: tuple[np.ndarray, dict[str, Any]] | None = None,
 ) -> BaselineResult:
     """Run one baseline on QC'd raw counts.
 
@@ -300,6 +301,10 @@ def run_baseline(
     params
         Overrides of :data:`STANDARD_DEFAULTS`; the key ``scvi`` overrides
         :data:`SCVI_DEFAULTS` (the ``baselines`` section of ``config.yaml``).
+    latent
+        For a scVI method: ``(latent, info)`` as :func:`scvi_latent` returned it for these
+        counts, seed and scVI parameters, clustered instead of training scVI again (so that
+        ``scvi_leiden`` and ``scvi_kmeans`` can share one training).
 
     Returns
     -------
@@ -316,11 +321,13 @@ def run_baseline(
     info: dict[str, Any] = {"method": method, "seed": seed}
 
     if method in SCVI_BASELINES:
-        try:
-            latent, scvi_info = scvi_latent(counts, seed=seed, **scvi_params)
-        except MissingDependency as err:
-            logger.warning("%s is missing: %s", method, err)
-            return BaselineResult(None, None, info, status="missing", reason=str(err))
+        if latent is None:
+            try:
+                latent = scvi_latent(counts, seed=seed, **scvi_params)
+            except MissingDependency as err:
+                logger.warning("%s is missing: %s", method, err)
+                return BaselineResult(None, None, info, status="missing", reason=str(err))
+        latent, scvi_info = latent
         info.update(scvi_info, scvi=scvi_params)
         if method == "scvi_kmeans":
             labels = kmeans_labels(latent, n_clusters, seed=seed, n_init=std["kmeans_n_init"])

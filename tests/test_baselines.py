@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import adjusted_rand_score, homogeneity_score
 
 from conftest import ROOT
 from scdsec import baselines, experiments
@@ -80,6 +81,22 @@ def test_leiden_uses_resolution_one_and_finds_its_own_number(counts):
     assert len(np.unique(result.labels)) >= 2
     with pytest.raises(ValueError, match="n_clusters"):
         baselines.run_baseline("leiden_k", counts, seed=0)
+
+
+@pytest.mark.parametrize("method", ["scvi_kmeans", "scvi_leiden"])
+def test_scvi_methods_cluster_a_latent_already_trained(counts, method):
+    # a latent of four tight blobs, one per true type, with the info scvi_latent returns
+    truth = pd.factorize(counts.obs["label"])[0]
+    rng = np.random.default_rng(0)
+    latent = 10.0 * np.eye(4)[truth] + rng.normal(0, 0.1, size=(counts.n_obs, 4))
+    info = {"scvi_tools": "given", "n_genes": counts.n_vars, "epochs": 0, "device": "cpu"}
+    result = baselines.run_baseline(method, counts, n_clusters=4, seed=0, latent=(latent, info))
+    assert result.status == "ok"
+    assert result.embedding is latent
+    assert result.info["scvi_tools"] == "given"
+    # k-means finds the four blobs; Leiden at resolution 1 may cut a blob, never mix two
+    score = adjusted_rand_score if method == "scvi_kmeans" else homogeneity_score
+    assert score(truth, result.labels) == pytest.approx(1.0)
 
 
 @pytest.mark.skipif(HAS_SCVI, reason="scvi-tools is installed")
