@@ -49,7 +49,32 @@ sys.path.insert(0, str(ROOT))
 from scdsec.experiments import BASELINES as KNOWN_BASELINES  # noqa: E402
 from scdsec.experiments import STANDARD_BASELINES as BASELINES  # noqa: E402
 
-COLUMNS = ["dataset", "method", "seed", "nmi", "ari", "largest_type_kept", "seconds"]
+# threads: torch's CPU threads of the run; commit: this repository's HEAD (+ "-dirty" with
+# uncommitted changes). Files written before these two columns existed are appended to as they are.
+COLUMNS = [
+    "dataset",
+    "method",
+    "seed",
+    "nmi",
+    "ari",
+    "largest_type_kept",
+    "seconds",
+    "threads",
+    "commit",
+]
+
+
+def _commit() -> str:
+    """This repository's HEAD, ``-dirty`` appended when tracked files are modified."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _datasets(config_files: list[str]) -> dict[str, dict]:
@@ -89,7 +114,9 @@ def _prepared(name: str, entry: dict, cache: Path):
     return ad.read_h5ad(qc_file), ad.read_h5ad(prepared_file)
 
 
-def _row(dataset: str, method: str, seed: int, truth, pred, seconds: float) -> dict:
+def _row(
+    dataset: str, method: str, seed: int, truth, pred, seconds: float, threads, commit: str
+) -> dict:
     from scdsec.metrics import label_scores, largest_type_kept
 
     scores = label_scores(truth, pred)
@@ -101,13 +128,17 @@ def _row(dataset: str, method: str, seed: int, truth, pred, seconds: float) -> d
         "ari": scores["ari"],
         "largest_type_kept": largest_type_kept(truth, pred),
         "seconds": seconds,
+        "threads": threads,
+        "commit": commit,
     }
 
 
 def _append(out: Path, row: dict) -> None:
-    """Append one row to the scores file and say it on stdout."""
+    """Append one row, in the columns of the file's header, and say it on stdout."""
+    with out.open() as fh:
+        header = fh.readline().rstrip("\n").split("\t")
     with out.open("a") as fh:
-        fh.write("\t".join(str(row[c]) for c in COLUMNS) + "\n")
+        fh.write("\t".join(str(row[c]) for c in header) + "\n")
     print(
         f"{row['dataset']} {row['method']} seed {row['seed']}: NMI {row['nmi']:.3f} "
         f"ARI {row['ari']:.3f} largest kept {row['largest_type_kept']:.2f}",
@@ -134,6 +165,7 @@ def run(args: argparse.Namespace) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     variants = _variants(args.variant)
     torch.set_num_threads(args.threads)
+    run_by = (args.threads, _commit())
 
     labels_dir = Path(args.labels) if args.labels else None
 
@@ -164,7 +196,8 @@ def run(args: argparse.Namespace) -> None:
                 latent, scvi_seconds = scvi if method in SCVI_BASELINES else (None, 0.0)
                 result = run_baseline(method, qc, n_clusters=k, seed=seed, latent=latent)
                 seconds = scvi_seconds + time.perf_counter() - start
-                write(_row(name, method, seed, truth, result.labels, seconds), result.labels)
+                pred = result.labels
+                write(_row(name, method, seed, truth, pred, seconds, *run_by), pred)
             todo = [v for v in variants if (name, v, seed) not in done]
             if not todo:
                 continue
@@ -176,14 +209,14 @@ def run(args: argparse.Namespace) -> None:
             z = model.get_latent_representation()
             if (name, "pretrained_kmeans", seed) not in done:
                 pred = kmeans_labels(z, k, seed=seed, n_init=model.params.train.kmeans_n_init)
-                write(_row(name, "pretrained_kmeans", seed, truth, pred, seconds), pred)
+                write(_row(name, "pretrained_kmeans", seed, truth, pred, seconds, *run_by), pred)
             for variant in todo:
                 start = time.perf_counter()
                 model.module.load_state_dict(pretrained)
                 model.train(pretrain_epochs=0, **variants[variant])
                 pred = model.predict()
                 seconds_variant = seconds + time.perf_counter() - start
-                write(_row(name, variant, seed, truth, pred, seconds_variant), pred)
+                write(_row(name, variant, seed, truth, pred, seconds_variant, *run_by), pred)
 
 
 def consensus(args: argparse.Namespace) -> None:
@@ -191,7 +224,8 @@ def consensus(args: argparse.Namespace) -> None:
 
     out = Path(args.scores)
     scores = pd.read_csv(out, sep="\t")
-    seconds = scores.set_index(["dataset", "method", "seed"])["seconds"]
+    runs = scores.set_index(["dataset", "method", "seed"])
+    commit = _commit()
     done = set(zip(scores["dataset"], scores["method"], scores["seed"], strict=True))
     for folder in sorted(Path(args.labels).iterdir()):
         with np.load(folder / "truth.npz") as saved:
@@ -206,8 +240,11 @@ def consensus(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 pred, _ = consensus_labels([np.load(f) for f in files], k, seed=group)
                 cost = time.perf_counter() - start
-                cost += sum(seconds[(folder.name, variant, s)] for s in members)
-                _append(out, _row(folder.name, method, group, truth, pred, cost))
+                member_rows = runs.loc[[(folder.name, variant, s) for s in members]]
+                cost += member_rows["seconds"].sum()
+                threads = member_rows["threads"].iloc[0] if "threads" in runs else ""
+                row = _row(folder.name, method, group, truth, pred, cost, threads, commit)
+                _append(out, row)
 
 
 def _summary(scores: pd.DataFrame) -> pd.DataFrame:

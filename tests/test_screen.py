@@ -28,7 +28,7 @@ def test_table_chooses_per_fold_on_the_other_datasets(tmp_path, capsys):
         for dataset in ("d1", "d2", "d3"):
             for method in ("a", "b", *screen.BASELINES):
                 value = nmi.get((dataset, method), 0.5)
-                rows.append([dataset, method, seed, value, value, 1.0, 1.0])
+                rows.append([dataset, method, seed, value, value, 1.0, 1.0, 1, "abc1234"])
     path = tmp_path / "scores.tsv"
     _scores(rows).to_csv(path, sep="\t", index=False)
     screen.table(argparse.Namespace(scores=[str(path)], variants=["a", "b"]))
@@ -55,7 +55,7 @@ def test_consensus_rows_use_the_ensemble_seeds_and_sum_their_cost(tmp_path):
         moved = rng.random(len(codes)) < 0.2
         noisy[moved] = rng.integers(0, 3, moved.sum())
         np.save(folder / f"v.seed{seed}.npy", noisy)
-        rows.append(["d1", "v", seed, 0.0, 0.0, 0.0, 10.0 + seed])
+        rows.append(["d1", "v", seed, 0.0, 0.0, 0.0, 10.0 + seed, 2, "abc1234"])
     path = tmp_path / "scores.tsv"
     _scores(rows).to_csv(path, sep="\t", index=False)
     args = argparse.Namespace(
@@ -68,3 +68,18 @@ def test_consensus_rows_use_the_ensemble_seeds_and_sum_their_cost(tmp_path):
     assert list(ensembles["seed"]) == [0]
     assert ensembles["seconds"].iloc[0] >= 10 + 11 + 12
     assert ensembles["nmi"].iloc[0] > 0.8
+    assert ensembles["threads"].iloc[0] == 2  # the runs'
+    assert ensembles["commit"].iloc[0] == screen._commit()
+
+
+def test_rows_follow_the_header_of_the_file_they_are_appended_to(tmp_path):
+    row = dict(zip(screen.COLUMNS, ["d1", "v", 0, 0.5, 0.4, 0.9, 3.0, 1, "abc1234"], strict=True))
+    old = tmp_path / "old.tsv"  # written before the threads and commit columns
+    old.write_text("\t".join(screen.COLUMNS[:7]) + "\n")
+    screen._append(old, row)
+    written = old.read_text().splitlines()[1].split("\t")
+    assert written == ["d1", "v", "0", "0.5", "0.4", "0.9", "3.0"]
+    new = tmp_path / "new.tsv"
+    new.write_text("\t".join(screen.COLUMNS) + "\n")
+    screen._append(new, row)
+    assert pd.read_csv(new, sep="\t").iloc[0].to_dict() == row
