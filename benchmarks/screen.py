@@ -24,7 +24,8 @@ ensemble option from them without training again: the consensus of the runs with
 `table` writes the mean ± sd per dataset and method, and the leave-one-dataset-out choice
 between the variants: with each real dataset left out in turn, the variant with the best mean
 NMI over the others is chosen, and its score on the left-out dataset is set beside the best
-baseline there.
+baseline there. It also reads the workflow's ``results/benchmark/scores.tsv`` (rows whose
+status is not ``ok`` left out), which is how the README's benchmark table is written.
 
 Preprocessing is the package's defaults (those of config.yaml). The split of one seed into
 pretraining and joint stage makes a screen's labels differ from a workflow run with the same
@@ -248,6 +249,8 @@ def consensus(args: argparse.Namespace) -> None:
 
 
 def _summary(scores: pd.DataFrame) -> pd.DataFrame:
+    if "largest_type_kept" not in scores:  # e.g. the workflow's results/benchmark/scores.tsv
+        scores = scores.assign(largest_type_kept=np.nan)
     return (
         scores.groupby(["dataset", "method"], sort=False)
         .agg(
@@ -272,6 +275,8 @@ def _common_seeds(scores: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
 
 def table(args: argparse.Namespace) -> None:
     scores = pd.concat([pd.read_csv(f, sep="\t") for f in args.scores])
+    if "status" in scores:  # the workflow's scores: a missing method has a row without scores
+        scores = scores[scores["status"] == "ok"]
     summary = _summary(scores)
     methods = list(dict.fromkeys(scores["method"]))
     datasets = list(dict.fromkeys(scores["dataset"]))
@@ -287,7 +292,8 @@ def table(args: argparse.Namespace) -> None:
                 continue
             s = summary.loc[(dataset, m)]
             sd = f"±{s.nmi_sd:.3f}" if s.seeds > 1 else ""
-            cells.append(f"{s.nmi:.3f}{sd} / {s.ari:.3f} ({s.kept:.2f}) [{int(s.seeds)}]")
+            kept = f" ({s.kept:.2f})" if pd.notna(s.kept) else ""
+            cells.append(f"{s.nmi:.3f}{sd} / {s.ari:.3f}{kept} [{int(s.seeds)}]")
         print(f"| {dataset} | " + " | ".join(cells) + " |")
 
     variants = args.variants or [m for m in methods if m not in KNOWN_BASELINES]

@@ -83,3 +83,22 @@ def test_rows_follow_the_header_of_the_file_they_are_appended_to(tmp_path):
     new.write_text("\t".join(screen.COLUMNS) + "\n")
     screen._append(new, row)
     assert pd.read_csv(new, sep="\t").iloc[0].to_dict() == row
+
+
+def test_table_reads_the_workflows_scores_leaving_out_runs_without_scores(tmp_path, capsys):
+    workflow = pd.DataFrame(
+        {
+            "dataset": ["d1", "d1", "d1", "d1"],
+            "method": ["scdsec", "scdsec", "leiden", "scvi_kmeans"],
+            "seed": [0, 1, 0, 0],
+            "status": ["ok", "ok", "ok", "missing"],
+            "nmi": [0.7, 0.8, 0.6, np.nan],
+            "ari": [0.5, 0.6, 0.4, np.nan],
+        }
+    )
+    path = tmp_path / "scores.tsv"
+    workflow.to_csv(path, sep="\t", index=False)
+    screen.table(argparse.Namespace(scores=[str(path)], variants=None))
+    out = capsys.readouterr().out
+    assert "| dataset | scdsec | leiden |" in out  # the missing method has no column
+    assert "| d1 | 0.750±0.071 / 0.550 [2] | 0.600 / 0.400 [1] |" in out
