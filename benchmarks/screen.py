@@ -278,7 +278,7 @@ def table(args: argparse.Namespace) -> None:
     if "status" in scores:  # the workflow's scores: a missing method has a row without scores
         scores = scores[scores["status"] == "ok"]
     summary = _summary(scores)
-    methods = list(dict.fromkeys(scores["method"]))
+    methods = args.methods or list(dict.fromkeys(scores["method"]))
     datasets = list(dict.fromkeys(scores["dataset"]))
     print("NMI mean ± sd / ARI mean over seeds (the largest true type: mean fraction of its cells")
     print("in its most common cluster), seeds in brackets; every row is in the scores file\n")
@@ -359,6 +359,7 @@ def main() -> None:
     t = sub.add_parser("table", help="markdown tables of scores files")
     t.add_argument("scores", nargs="+")
     t.add_argument("--variants", nargs="+", help="the variants to choose among (default: all)")
+    t.add_argument("--methods", nargs="+", help="the first table's columns (default: all)")
     t.set_defaults(func=table)
     args = parser.parse_args()
     args.func(args)

@@ -31,7 +31,7 @@ def test_table_chooses_per_fold_on_the_other_datasets(tmp_path, capsys):
                 rows.append([dataset, method, seed, value, value, 1.0, 1.0, 1, "abc1234"])
     path = tmp_path / "scores.tsv"
     _scores(rows).to_csv(path, sep="\t", index=False)
-    screen.table(argparse.Namespace(scores=[str(path)], variants=["a", "b"]))
+    screen.table(argparse.Namespace(scores=[str(path)], variants=["a", "b"], methods=None))
     out = capsys.readouterr().out
     folds = {
         line.split(" | ")[0].strip("| "): line.split(" | ")[2]
@@ -98,7 +98,7 @@ def test_table_reads_the_workflows_scores_leaving_out_runs_without_scores(tmp_pa
     )
     path = tmp_path / "scores.tsv"
     workflow.to_csv(path, sep="\t", index=False)
-    screen.table(argparse.Namespace(scores=[str(path)], variants=None))
+    screen.table(argparse.Namespace(scores=[str(path)], variants=None, methods=None))
     out = capsys.readouterr().out
     assert "| dataset | scdsec | leiden |" in out  # the missing method has no column
     assert "| d1 | 0.750±0.071 / 0.550 [2] | 0.600 / 0.400 [1] |" in out
