@@ -295,9 +295,19 @@ def table(args: argparse.Namespace) -> None:
             kept = f" ({s.kept:.2f})" if pd.notna(s.kept) else ""
             cells.append(f"{s.nmi:.3f}{sd} / {s.ari:.3f}{kept} [{int(s.seeds)}]")
         print(f"| {dataset} | " + " | ".join(cells) + " |")
+    real = [d for d in datasets if not d.startswith("sim_")]
+    means = []
+    for m in methods:  # over the real datasets, for a method that has them all
+        rows = [(d, m) for d in real]
+        if all(r in summary.index for r in rows):
+            means.append(
+                f"{summary.loc[rows, 'nmi'].mean():.3f} / {summary.loc[rows, 'ari'].mean():.3f}"
+            )
+        else:
+            means.append("—")
+    print(f"| mean over the {len(real)} real datasets | " + " | ".join(means) + " |")
 
     variants = args.variants or [m for m in methods if m not in KNOWN_BASELINES]
-    real = [d for d in datasets if not d.startswith("sim_")]
     if len(variants) < 2 or len(real) < 2:
         return
     paired = _summary(_common_seeds(scores, variants + list(BASELINES)))

@@ -102,3 +102,4 @@ def test_table_reads_the_workflows_scores_leaving_out_runs_without_scores(tmp_pa
     out = capsys.readouterr().out
     assert "| dataset | scdsec | leiden |" in out  # the missing method has no column
     assert "| d1 | 0.750±0.071 / 0.550 [2] | 0.600 / 0.400 [1] |" in out
+    assert "| mean over the 1 real datasets | 0.750 / 0.550 | 0.600 / 0.400 |" in out
