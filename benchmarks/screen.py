@@ -277,6 +277,12 @@ def table(args: argparse.Namespace) -> None:
     scores = pd.concat([pd.read_csv(f, sep="\t") for f in args.scores])
     if "status" in scores:  # the workflow's scores: a missing method has a row without scores
         scores = scores[scores["status"] == "ok"]
+    key = ["dataset", "method", "seed"]
+    again = scores.duplicated(key, keep=False)
+    if again.any():  # a row in two files (e.g. the baselines of two screens) counts once
+        differ = scores[again].groupby(key)["nmi"].nunique().gt(1).sum()
+        print(f"{again.sum()} rows in more than one file, counted once ({differ} keys differ)\n")
+        scores = scores.drop_duplicates(key)
     summary = _summary(scores)
     methods = args.methods or list(dict.fromkeys(scores["method"]))
     datasets = list(dict.fromkeys(scores["dataset"]))
