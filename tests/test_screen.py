@@ -103,3 +103,17 @@ def test_table_reads_the_workflows_scores_leaving_out_runs_without_scores(tmp_pa
     assert "| dataset | scdsec | leiden |" in out  # the missing method has no column
     assert "| d1 | 0.750±0.071 / 0.550 [2] | 0.600 / 0.400 [1] |" in out
     assert "| mean over the 1 real datasets | 0.750 / 0.550 | 0.600 / 0.400 |" in out
+
+
+def test_a_row_in_two_files_counts_once(tmp_path, capsys):
+    row = ["d1", "leiden", 0, 0.6, 0.5, 1.0, 1.0, 1, "abc1234"]
+    for name, rows in (
+        ("a.tsv", [row]),
+        ("b.tsv", [row, ["d1", "leiden", 1, 0.8, 0.7, 1.0, 1.0, 1, "x"]]),
+    ):
+        _scores(rows).to_csv(tmp_path / name, sep="\t", index=False)
+    files = [str(tmp_path / "a.tsv"), str(tmp_path / "b.tsv")]
+    screen.table(argparse.Namespace(scores=files, variants=None, methods=None))
+    out = capsys.readouterr().out
+    assert "2 rows in more than one file, counted once (0 keys differ)" in out
+    assert "| d1 | 0.700±0.141 / 0.600 (1.00) [2] |" in out  # seeds 0 and 1, each once
