@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -253,7 +254,18 @@ def scvi_latent(
         import torch
 
         torch.cuda.reset_peak_memory_stats()
-    model.train(max_epochs=max_epochs, accelerator="gpu" if gpu else "cpu", devices=1)
+    from scvi.train._logger import SimpleLogger  # scvi-tools' default logger (1.4)
+
+    # scvi-tools' logger writes lightning_logs/ into the working directory; here it writes into
+    # a folder removed afterwards (the history the info needs stays in model.history).
+    with tempfile.TemporaryDirectory(prefix="scvi-") as logs:
+        model.train(
+            max_epochs=max_epochs,
+            accelerator="gpu" if gpu else "cpu",
+            devices=1,
+            default_root_dir=logs,
+            logger=SimpleLogger(save_dir=logs),
+        )
     info: dict[str, Any] = {
         "scvi_tools": getattr(scvi, "__version__", "unknown"),
         "n_genes": int(adata.n_vars),
