@@ -296,7 +296,7 @@ def run_baseline(
     n_clusters: int | None = None,
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
-    latent: tuple[np.ndarray, dict[str, Any]] | None = None,
+    trained_scvi: tuple[np.ndarray, dict[str, Any]] | None = None,
 ) -> BaselineResult:
     """Run one baseline on QC'd raw counts.
 
@@ -313,7 +313,7 @@ def run_baseline(
     params
         Overrides of :data:`STANDARD_DEFAULTS`; the key ``scvi`` overrides
         :data:`SCVI_DEFAULTS` (the ``baselines`` section of ``config.yaml``).
-    latent
+    trained_scvi
         For a scVI method: ``(latent, info)`` as :func:`scvi_latent` returned it for these
         counts, seed and scVI parameters, clustered instead of training scVI again (so that
         ``scvi_leiden`` and ``scvi_kmeans`` can share one training).
@@ -333,13 +333,13 @@ def run_baseline(
     info: dict[str, Any] = {"method": method, "seed": seed}
 
     if method in SCVI_BASELINES:
-        if latent is None:
+        if trained_scvi is None:
             try:
-                latent = scvi_latent(counts, seed=seed, **scvi_params)
+                trained_scvi = scvi_latent(counts, seed=seed, **scvi_params)
             except MissingDependency as err:
                 logger.warning("%s is missing: %s", method, err)
                 return BaselineResult(None, None, info, status="missing", reason=str(err))
-        latent, scvi_info = latent
+        latent, scvi_info = trained_scvi
         info.update(scvi_info, scvi=scvi_params)
         if method == "scvi_kmeans":
             labels = kmeans_labels(latent, n_clusters, seed=seed, n_init=std["kmeans_n_init"])

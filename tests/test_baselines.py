@@ -90,7 +90,9 @@ def test_scvi_methods_cluster_a_latent_already_trained(counts, method):
     rng = np.random.default_rng(0)
     latent = 10.0 * np.eye(4)[truth] + rng.normal(0, 0.1, size=(counts.n_obs, 4))
     info = {"scvi_tools": "given", "n_genes": counts.n_vars, "epochs": 0, "device": "cpu"}
-    result = baselines.run_baseline(method, counts, n_clusters=4, seed=0, latent=(latent, info))
+    result = baselines.run_baseline(
+        method, counts, n_clusters=4, seed=0, trained_scvi=(latent, info)
+    )
     assert result.status == "ok"
     assert result.embedding is latent
     assert result.info["scvi_tools"] == "given"
