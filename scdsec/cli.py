@@ -103,6 +103,16 @@ def _checked_section(config: dict, section: str, function, source: Path | None) 
     return values
 
 
+def _positive_int(option: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise InputError(f"{option} must be a positive integer, auto or full, got {value!r}")
+    return number
+
+
 def _cluster(args: argparse.Namespace) -> None:
     from .graph import build_knn_graph
     from .io import read_counts
@@ -115,6 +125,10 @@ def _cluster(args: argparse.Namespace) -> None:
     steps = {"qc": qc_filter, "normalize": normalize, "graph": build_knn_graph}
     sections = {name: _checked_section(config, name, f, args.config) for name, f in steps.items()}
     params = {key: config[key] for key in ("preset", "model", "train") if key in config}
+    if args.batch_size is not None:
+        size = args.batch_size
+        size = size if size in ("auto", "full") else _positive_int("--batch-size", size)
+        params["train"] = {**(params.get("train") or {}), "batch_size": size}
     if args.n_clusters == "auto":
         n_clusters: int | str = "auto"
     else:
@@ -202,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument("--seed", type=int, default=0)
     clu.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     clu.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    clu.add_argument(
+        "--batch-size",
+        help="cells per training step: auto (full batch up to 20,000 cells), full, or a number "
+        "(overrides train.batch_size)",
+    )
     clu.add_argument(
         "--config", type=Path, help="YAML with config.yaml's qc/normalize/graph/preset/model/train"
     )

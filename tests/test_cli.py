@@ -127,10 +127,22 @@ def test_cluster_writes_the_outputs(tmp_path, sim_file, fast_config, capsys):
     assert "results in" in capsys.readouterr().out
 
 
+def test_cluster_in_mini_batches(tmp_path, sim_file, fast_config):
+    out = tmp_path / "out"
+    args = ["cluster", str(sim_file), "--out", str(out), "--n-clusters", "3", "--device", "cpu"]
+    assert main([*args, "--batch-size", "100", "--config", str(fast_config)]) == 0
+    record = ad.read_h5ad(out / "scdsec.h5ad").uns["scdsec"]
+    assert record["params"]["train"]["batch_size"] == 100
+    assert record["batches"]["n_batches"] == 3 and record["batches"]["n_parts"] == 96
+
+
 @pytest.mark.parametrize(
     ("args", "config", "expected"),
     [
         (["--n-clusters", "many"], None, "--n-clusters"),
+        (["--batch-size", "many"], None, "--batch-size"),
+        (["--batch-size", "0"], None, "--batch-size"),
+        ([], {"train": {"batch_size": "half"}}, "train.batch_size"),
         (["--labels", "nope"], None, "nope"),
         ([], {"graph": {"k": 3}}, "graph.k"),
         ([], {"train": {"epochz": 3}}, "train.epochz"),
@@ -148,7 +160,7 @@ def test_bad_input_is_one_line_naming_the_problem(
     assert main(cmd) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and expected in err
-    assert str(sim_file) in err or "bad.yaml" in err or "--n-clusters" in err
+    assert str(sim_file) in err or "bad.yaml" in err or (args and args[0] in err)
     assert not (tmp_path / "out" / "scdsec.h5ad").exists()
 
 

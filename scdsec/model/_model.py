@@ -1,28 +1,25 @@
-"""The scDSEC model class: reads the AnnData, trains, infers, writes results and checkpoints."""
+"""The scDSEC model class: reads the AnnData, trains (``_training``), infers, writes results and
+checkpoints."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 import torch
-from sklearn.cluster import KMeans
-from tqdm import tqdm
 
 from .. import settings
 from .._errors import InputError
-from ..graph import pca as principal_components
 from ..provenance import provenance
-from . import _losses
-from ._graph import normalize_adjacency, pair_keys, sample_non_edges, to_torch_sparse, upper_edges
+from . import _training
+from ._data import CellBatches, CellData, read_cells
+from ._graph import normalize_adjacency, to_torch_sparse
 from ._modules import SCDSECModule
 from ._params import ModelParams, Params, TrainParams, get_preset
 
@@ -41,34 +38,6 @@ HISTORY_COLUMNS = (
     "labels_changed",
     "seconds",
 )
-
-
-@dataclass
-class _CellData:
-    """What the model reads from an AnnData (the input contract of the preprocessing steps)."""
-
-    x: np.ndarray  # network input, N × t float32
-    adj: sp.csr_matrix  # binary kNN adjacency A, no self loops
-    counts: sp.csr_matrix | None  # raw counts of the t genes (needed for training only)
-    size_factors: np.ndarray | None  # per-cell size factors (needed for training only)
-    pca: np.ndarray | None  # the graph step's PCA coordinates (center_init "pca" or "both")
-
-
-@dataclass
-class _Batch:
-    """The cells one training step sees, with the graph induced on them.
-
-    Full-batch training uses a single batch of all cells; a mini-batch of cells with its induced
-    subgraph has the same form, so the step does not change when mini-batches are added.
-    """
-
-    index: torch.Tensor  # positions of the cells in the AnnData
-    x: torch.Tensor  # network input (B × t)
-    counts: torch.Tensor  # raw counts (B × t)
-    size_factors: torch.Tensor  # (B,)
-    adj: torch.Tensor  # normalised adjacency Â of the induced subgraph, sparse B × B
-    edges: torch.Tensor  # (E, 2) edges i < j of the induced subgraph, local indices
-    edge_keys: torch.Tensor  # sorted pair keys of ``edges`` on the CPU, for non-edge sampling
 
 
 class SCDSEC:
@@ -132,10 +101,10 @@ class SCDSEC:
                 f"n_clusters must lie between 2 and the number of cells ({adata.n_obs}), "
                 f"got {n_clusters}"
             )
-        data = _read_cells(adata, genes=None, training=True)
+        data = read_cells(adata, genes=None, training=True)
         self._setup(int(n_clusters), resolved, seed, genes, _jsonable(preprocess))
         self.adata: ad.AnnData | None = adata
-        self._data: _CellData | None = data
+        self._data: CellData | None = data
 
     def _setup(
         self, n_clusters: int, params: Params, seed: int, genes: list[str], preprocess: dict
@@ -221,158 +190,25 @@ class SCDSEC:
             "deterministic": bool(deterministic),
         }
         self.module.to(device)
-        batch = self._make_batch(np.arange(len(data.x)), device)
         start = time.perf_counter()
-        rows = self._pretrain(batch, tp, generator, start)
-        rows += self._cluster(batch, tp, generator, start)
-        self.module.eval()
+        batches = CellBatches(
+            data, tp.batch_size, tp.parts_per_batch, device, generator, seed=self.seed
+        )
+        if not batches.is_full_batch:
+            settings.logger.info(
+                "scDSEC: %d mini-batches of about %d cells (%d METIS parts; %.1f%% of the kNN "
+                "edges inside a part)",
+                batches.n_batches,
+                batches.batch_size,
+                batches.n_batches * batches.parts_per_batch,
+                100 * batches.edges_in_parts,
+            )
+        rows = _training.fit(self.module, batches, tp, seed=self.seed, generator=generator)
         self.is_trained = True
         self._history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+        self._run["batches"] = batches.describe()
         settings.logger.info("scDSEC: trained in %.1f s", time.perf_counter() - start)
         return self
-
-    def _pretrain(
-        self, batch: _Batch, tp: TrainParams, generator: torch.Generator, start: float
-    ) -> list[dict[str, Any]]:
-        """Stage 1: the network without the clustering term; returns the history rows."""
-        network = [*self.module.encoder.parameters(), *self.module.decoder.parameters()]
-        optimizer = torch.optim.Adam(network, lr=tp.pretrain_lr)
-        settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
-        rows = []
-        bar = tqdm(
-            range(tp.pretrain_epochs),
-            desc="scDSEC pretrain",
-            disable=not settings.progress_enabled(),
-        )
-        for epoch in bar:
-            terms = self._step(batch, optimizer, tp, generator, target=None)
-            bar.set_postfix(loss=f"{terms['total']:.4f}")
-            seconds = time.perf_counter() - start
-            rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms, "seconds": seconds})
-        return rows
-
-    def _cluster(
-        self, batch: _Batch, tp: TrainParams, generator: torch.Generator, start: float
-    ) -> list[dict[str, Any]]:
-        """Stages 2–3: k-means initialisation, then the joint objective; returns history rows."""
-        labels = self._init_centers(batch, tp)
-        optimizer = torch.optim.Adam(self.module.parameters(), lr=tp.lr)
-        settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
-        rows = []
-        target = None
-        bar = tqdm(range(tp.epochs), desc="scDSEC cluster", disable=not settings.progress_enabled())
-        for epoch in bar:
-            changed = float("nan")
-            if epoch % tp.update_interval == 0:
-                # P from Q of all cells (with mini-batches: Q over every batch, then indexed)
-                q = self._soft_assignment(batch)
-                new_labels = q.argmax(dim=1).cpu().numpy()
-                changed = float(np.mean(new_labels != labels))
-                labels = new_labels
-                if epoch > 0 and changed < tp.tol:
-                    settings.logger.info(
-                        "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
-                        changed,
-                        tp.tol,
-                        epoch,
-                    )
-                    break
-                target = _losses.target_distribution(q, tp.target_frequency_exponent)
-            terms = self._step(batch, optimizer, tp, generator, target=target[batch.index])
-            bar.set_postfix(loss=f"{terms['total']:.4f}")
-            seconds = time.perf_counter() - start
-            rows.append(
-                {
-                    "stage": "cluster",
-                    "epoch": epoch + 1,
-                    **terms,
-                    "labels_changed": changed,
-                    "seconds": seconds,
-                }
-            )
-        return rows
-
-    def _step(
-        self,
-        batch: _Batch,
-        optimizer: torch.optim.Optimizer,
-        tp: TrainParams,
-        generator: torch.Generator,
-        target: torch.Tensor | None,
-    ) -> dict[str, float]:
-        """One optimisation step on ``batch``; ``target`` is P for its cells (None: no KL)."""
-        self.module.train()
-        out = self.module(batch.x, batch.adj, batch.size_factors)
-        non_edges = sample_non_edges(batch.edge_keys, len(batch.index), len(batch.edges), generator)
-        terms = {
-            "zinb": _losses.zinb_nll(batch.counts, *out.decoded[1:]),
-            "rec": _losses.reconstruction_mse(out.decoded.reconstruction, batch.x),
-            "graph": _losses.graph_bce(out.z, batch.edges, non_edges.to(batch.x.device)),
-        }
-        weights = {"zinb": tp.zinb_weight, "rec": tp.rec_weight, "graph": tp.graph_weight}
-        if target is not None:
-            terms["kl"] = _losses.kl_divergence(target, out.q)
-            weights["kl"] = tp.kl_weight
-        weighted = [weights[name] * term for name, term in terms.items() if weights[name] > 0]
-        total = torch.stack(weighted).sum() if weighted else torch.zeros(())
-        if total.requires_grad:
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-        return {
-            **{name: float(term.detach()) for name, term in terms.items()},
-            "total": float(total.detach()),
-        }
-
-    def _init_centers(self, batch: _Batch, tp: TrainParams) -> np.ndarray:
-        """Set the centres by k-means (see ``TrainParams.center_init``); return its labels."""
-        self.module.eval()
-        with torch.no_grad():
-            z = self.module.encoder(batch.x, batch.adj).cpu().numpy()
-        kmeans = KMeans(self.n_clusters, n_init=tp.kmeans_n_init, random_state=self.seed)
-        if tp.center_init == "embedding":
-            labels = kmeans.fit_predict(z)
-            centers = kmeans.cluster_centers_
-        else:
-            if self._data.pca is None:  # as the graph step computes it
-                settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
-                self._data.pca = principal_components(self._data.x)
-            space = np.asarray(self._data.pca[batch.index.numpy()], dtype=np.float64)
-            if tp.center_init == "both":  # total variances in the ratio share : (1 - share)
-                share = tp.center_init_pca_share
-                weights = np.sqrt([share, 1.0 - share])
-                weights /= weights.max()  # k-means is scale-free; 0.5 weighs both blocks 1
-                blocks = zip(weights, (space, z), strict=True)
-                space = np.hstack([w * b / np.sqrt(b.var(axis=0).sum()) for w, b in blocks])
-            labels = kmeans.fit_predict(space)
-            sums = np.zeros((self.n_clusters, z.shape[1]))
-            np.add.at(sums, labels, z)
-            centers = sums / np.bincount(labels, minlength=self.n_clusters)[:, None]
-        centers = torch.as_tensor(centers, dtype=torch.float32)
-        self.module.assignment.set_centers(centers.to(batch.x.device))
-        return labels
-
-    def _soft_assignment(self, batch: _Batch) -> torch.Tensor:
-        self.module.eval()
-        with torch.no_grad():
-            return self.module.assignment(self.module.encoder(batch.x, batch.adj))
-
-    def _make_batch(self, index: np.ndarray, device: torch.device) -> _Batch:
-        """The cells ``index`` with their induced subgraph, as tensors on ``device``."""
-        data = self._data
-        sub = data.adj[index][:, index]
-        edges = upper_edges(sub)
-        if len(edges) == 0:
-            raise InputError("the kNN graph adata.obsp['knn'] has no edges")
-        return _Batch(
-            index=torch.from_numpy(index),
-            x=torch.from_numpy(data.x[index]).to(device),
-            counts=torch.from_numpy(data.counts[index].toarray()).to(device),
-            size_factors=torch.from_numpy(data.size_factors[index]).to(device),
-            adj=to_torch_sparse(normalize_adjacency(sub), device),
-            edges=edges.to(device),
-            edge_keys=pair_keys(edges, len(index)),
-        )
 
     # ------------------------------------------------------------------ inference
 
@@ -383,7 +219,7 @@ class SCDSEC:
                 raise InputError("this model holds no cells: pass adata=...")
             data = self._data
         else:
-            data = _read_cells(adata, genes=self.genes, training=False)
+            data = read_cells(adata, genes=self.genes, training=False)
         device = next(self.module.parameters()).device
         x = torch.from_numpy(data.x).to(device)
         adj = to_torch_sparse(normalize_adjacency(data.adj), device)
@@ -522,7 +358,7 @@ class SCDSEC:
         model._run = meta["run"]
         model._history = pd.DataFrame(meta["history"], columns=list(HISTORY_COLUMNS))
         model.adata = adata
-        model._data = None if adata is None else _read_cells(adata, model.genes, training=False)
+        model._data = None if adata is None else read_cells(adata, model.genes, training=False)
         return model
 
 
@@ -539,58 +375,6 @@ def _resolve_params(params: ModelParams | Params | str | None, overrides: dict) 
         model = ModelParams.from_dict({**dataclasses.asdict(params.model), **overrides})
         params = dataclasses.replace(params, model=model)
     return params
-
-
-def _gene_order(adata: ad.AnnData, genes: list[str]) -> np.ndarray | None:
-    """Column positions that put ``adata``'s genes in the model's order (None: already so)."""
-    have = [str(g) for g in adata.var_names]
-    if have == genes:
-        return None
-    present = set(have)
-    expected = set(genes)
-    missing = [g for g in genes if g not in present]
-    extra = [g for g in have if g not in expected]
-    if missing or extra or len(have) != len(genes):
-        raise InputError(
-            f"the AnnData's genes differ from the model's {len(genes)} genes: "
-            f"{len(missing)} missing (first: {missing[:5]}), "
-            f"{len(extra)} not in the model (first: {extra[:5]}). Prepare the cells with the "
-            "model's gene list (model.genes) and scaling (model.preprocess)."
-        )
-    position = {g: i for i, g in enumerate(have)}
-    return np.array([position[g] for g in genes])
-
-
-def _read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> _CellData:
-    """Check the input contract and read the arrays; ``genes`` reorders the columns."""
-    order = None if genes is None else _gene_order(adata, genes)
-    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
-    x = np.ascontiguousarray(x if order is None else x[:, order], dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise InputError("adata.X holds NaN or infinite values")
-    if "knn" not in adata.obsp:
-        raise InputError(
-            "adata.obsp['knn'] is missing: build the cell graph first (scdsec's graph step)"
-        )
-    adj = sp.csr_matrix(adata.obsp["knn"], dtype=np.float32)
-    if (adj != adj.T).nnz:
-        raise InputError("adata.obsp['knn'] must be symmetric")
-    counts = size_factors = None
-    if "counts" in adata.layers:
-        counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
-        counts = counts if order is None else counts[:, order]
-        if counts.shape != x.shape:
-            raise InputError(f"adata.layers['counts'] has shape {counts.shape}, X {x.shape}")
-    elif training:
-        raise InputError("adata.layers['counts'] (raw counts, the ZINB target) is missing")
-    if "size_factor" in adata.obs:
-        size_factors = adata.obs["size_factor"].to_numpy(dtype=np.float32)
-        if not (np.isfinite(size_factors).all() and (size_factors > 0).all()):
-            raise InputError("adata.obs['size_factor'] must be finite and positive")
-    elif training:
-        raise InputError("adata.obs['size_factor'] is missing")
-    pca = adata.obsm.get("X_pca")  # a view, read only when a centre start needs it
-    return _CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
 
 
 def _history_dict(history: pd.DataFrame) -> dict[str, list]:

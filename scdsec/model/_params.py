@@ -8,9 +8,10 @@ are copied into the workflow's config schema.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .._errors import InputError
 
@@ -18,6 +19,7 @@ Fusion = Literal["layerwise", "none"]
 GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
 CenterInit = Literal["embedding", "pca", "both"]
+BatchSize = int | Literal["auto", "full"]
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,24 @@ class TrainParams:
     # With center_init "both": the PCA block's share of the total variance of the space k-means
     # runs on (0 is "embedding"'s partition, 1 "pca"'s). 0.5 weighs the two blocks equally.
     center_init_pca_share: float = 0.5
+    # Cells per training step: "auto" — all cells in one batch up to 20,000 cells (the full
+    # batch's memory grows with the cells: 2.0 GiB at 10,000, 6.8 GiB at 50,000), mini-batches
+    # of 8,192 above; "full" — always one batch; an integer — mini-batches of about that many
+    # cells. An epoch is one pass over all cells either way; with mini-batches it takes one
+    # optimiser step per batch. Mini-batches are Cluster-GCN's (Chiang et al. 2019): METIS parts
+    # of the kNN graph, parts_per_batch of them joined at random each epoch, each step on the
+    # graph induced on its cells.
+    batch_size: BatchSize = "auto"
+    # METIS parts joined into each mini-batch (Cluster-GCN's q); a part holds about
+    # batch_size / parts_per_batch cells. Default 32: a batch of a few parts holds few cell
+    # types, which bends every step towards them (5,000 simulated cells of 10 types, batches
+    # of 2,048: NMI 0.67 with 4 parts per batch, 0.84 with 16, 0.88 with 64, against 0.80 with
+    # one full batch); smaller parts keep fewer kNN edges inside a batch (0.75, 0.52, 0.37).
+    parts_per_batch: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval"):
+        names = ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval", "parts_per_batch")
+        for name in names:
             minimum = 0 if name in ("pretrain_epochs", "epochs") else 1
             value = getattr(self, name)
             if value < minimum:
@@ -162,6 +179,15 @@ class TrainParams:
             raise InputError(
                 "train.center_init_pca_share must lie in [0, 1], "
                 f"got {self.center_init_pca_share!r}"
+            )
+        if self.batch_size not in ("auto", "full") and not (
+            isinstance(self.batch_size, int)
+            and not isinstance(self.batch_size, bool)
+            and self.batch_size >= 1
+        ):
+            raise InputError(
+                "train.batch_size must be 'auto', 'full' or a positive integer, "
+                f"got {self.batch_size!r}"
             )
         if not 0.0 <= self.tol < 1.0:
             raise InputError(f"train.tol must lie in [0, 1), got {self.tol!r}")
@@ -233,6 +259,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     origin = get_origin(hint)
     if origin is Literal:
         return value  # the membership check lives in __post_init__
+    if origin in (Union, types.UnionType):
+        return value  # e.g. an integer or a keyword: checked in __post_init__
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise InputError(f"{name} must be a list, got {value!r}")

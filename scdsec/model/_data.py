@@ -1,0 +1,338 @@
+"""The cells as the training loop reads them: arrays from the AnnData, and batches of them.
+
+A *batch* is a set of cells with the kNN graph induced on them. Full-batch training sees one
+batch of every cell each epoch; mini-batch training (Cluster-GCN, Chiang et al. 2019, KDD)
+partitions the graph once with METIS (``pymetis``) into parts that keep most kNN edges inside,
+and each epoch joins a shuffled few parts into each batch, so every cell is seen once per
+epoch and most of its edges with it. Both are :class:`CellBatches`: the loop does not know
+which it has. Nothing here forms an N×N dense matrix; counts stay sparse until a batch
+reaches the device.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .._errors import InputError
+from ._graph import normalize_adjacency, pair_keys, to_torch_sparse, upper_edges
+
+# batch_size "auto": one batch of every cell up to this many cells, else mini-batches of
+# AUTO_BATCH_SIZE cells. Full batch at 10,000 simulated cells (1,000 genes, default model)
+# peaked at 2.0 GiB; it grows linearly with the cells (6.8 GiB at 50,000).
+FULL_BATCH_MAX_CELLS = 20_000
+AUTO_BATCH_SIZE = 8_192
+
+
+@dataclass
+class CellData:
+    """What the model reads from an AnnData (the input contract of the preprocessing steps)."""
+
+    x: np.ndarray  # network input, N × t float32
+    adj: sp.csr_matrix  # binary kNN adjacency A, no self loops
+    counts: sp.csr_matrix | None  # raw counts of the t genes (needed for training only)
+    size_factors: np.ndarray | None  # per-cell size factors (needed for training only)
+    pca: np.ndarray | None  # the graph step's PCA coordinates (center_init "pca" or "both")
+
+    @property
+    def n_cells(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class Batch:
+    """The cells one training step sees, with the graph induced on them, on the device."""
+
+    index: torch.Tensor  # positions of the cells in the AnnData (int64, on the device)
+    x: torch.Tensor  # network input (B × t)
+    counts: torch.Tensor | None  # raw counts (B × t), None for inference
+    size_factors: torch.Tensor | None  # (B,), None for inference
+    adj: torch.Tensor  # normalised adjacency Â of the induced subgraph, sparse B × B
+    edges: torch.Tensor  # (E, 2) edges i < j of the induced subgraph, local indices
+    edge_keys: torch.Tensor  # sorted pair keys of ``edges`` on the CPU, for non-edge sampling
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
+def read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> CellData:
+    """Check the input contract and read the arrays; ``genes`` reorders the columns.
+
+    Raises
+    ------
+    InputError
+        If a required field is missing or malformed (the message names it).
+    """
+    order = None if genes is None else _gene_order(adata, genes)
+    x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
+    x = np.ascontiguousarray(x if order is None else x[:, order], dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise InputError("adata.X holds NaN or infinite values")
+    if "knn" not in adata.obsp:
+        raise InputError(
+            "adata.obsp['knn'] is missing: build the cell graph first (scdsec's graph step)"
+        )
+    adj = sp.csr_matrix(adata.obsp["knn"], dtype=np.float32)
+    if (adj != adj.T).nnz:
+        raise InputError("adata.obsp['knn'] must be symmetric")
+    counts = size_factors = None
+    if "counts" in adata.layers:
+        counts = sp.csr_matrix(adata.layers["counts"], dtype=np.float32)
+        counts = counts if order is None else counts[:, order]
+        if counts.shape != x.shape:
+            raise InputError(f"adata.layers['counts'] has shape {counts.shape}, X {x.shape}")
+    elif training:
+        raise InputError("adata.layers['counts'] (raw counts, the ZINB target) is missing")
+    if "size_factor" in adata.obs:
+        size_factors = adata.obs["size_factor"].to_numpy(dtype=np.float32)
+        if not (np.isfinite(size_factors).all() and (size_factors > 0).all()):
+            raise InputError("adata.obs['size_factor'] must be finite and positive")
+    elif training:
+        raise InputError("adata.obs['size_factor'] is missing")
+    pca = adata.obsm.get("X_pca")  # a view, read only when a centre start needs it
+    return CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
+
+
+def _gene_order(adata: ad.AnnData, genes: list[str]) -> np.ndarray | None:
+    """Column positions that put ``adata``'s genes in the model's order (None: already so)."""
+    have = [str(g) for g in adata.var_names]
+    if have == genes:
+        return None
+    present = set(have)
+    expected = set(genes)
+    missing = [g for g in genes if g not in present]
+    extra = [g for g in have if g not in expected]
+    if missing or extra or len(have) != len(genes):
+        raise InputError(
+            f"the AnnData's genes differ from the model's {len(genes)} genes: "
+            f"{len(missing)} missing (first: {missing[:5]}), "
+            f"{len(extra)} not in the model (first: {extra[:5]}). Prepare the cells with the "
+            "model's gene list (model.genes) and scaling (model.preprocess)."
+        )
+    position = {g: i for i, g in enumerate(have)}
+    return np.array([position[g] for g in genes])
+
+
+def make_batch(
+    data: CellData, index: np.ndarray, device: torch.device, *, training: bool = True
+) -> Batch:
+    """The cells ``index`` (sorted positions) with their induced subgraph, on ``device``.
+
+    Counts travel as a sparse CSR tensor and become dense on the device. ``training=False``
+    leaves out the counts and size factors (an inference pass needs only ``x`` and ``Â``).
+
+    Raises
+    ------
+    InputError
+        If the induced subgraph has no edges.
+    """
+    full = len(index) == data.n_cells
+    sub = data.adj if full else data.adj[index][:, index]
+    edges = upper_edges(sub)
+    if len(edges) == 0:
+        raise InputError("the kNN graph adata.obsp['knn'] has no edges among the batch's cells")
+    pin = device.type == "cuda"
+    x = torch.from_numpy(data.x if full else data.x[index])
+    counts = size_factors = None
+    if training:
+        counts = _sparse_rows(data.counts if full else data.counts[index], pin)
+        counts = counts.to(device, non_blocking=pin).to_dense()
+        size_factors = torch.from_numpy(data.size_factors[index]).to(device)
+    return Batch(
+        index=torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device),
+        x=(x.pin_memory() if pin else x).to(device, non_blocking=pin),
+        counts=counts,
+        size_factors=size_factors,
+        adj=to_torch_sparse(normalize_adjacency(sub), device),
+        edges=edges.to(device),
+        edge_keys=pair_keys(edges, len(index)),
+    )
+
+
+def _sparse_rows(matrix: sp.csr_matrix, pin: bool) -> torch.Tensor:
+    """A scipy CSR matrix as a torch sparse CSR tensor (pinned for a GPU copy)."""
+    parts = [
+        torch.from_numpy(np.asarray(matrix.indptr, dtype=np.int64)),
+        torch.from_numpy(np.asarray(matrix.indices, dtype=np.int64)),
+        torch.from_numpy(np.asarray(matrix.data, dtype=np.float32)),
+    ]
+    if pin:
+        parts = [p.pin_memory() for p in parts]
+    with warnings.catch_warnings():  # "sparse CSR tensor support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(*parts, size=matrix.shape, check_invariants=False)
+
+
+def partition_cells(adj: sp.csr_matrix, n_parts: int, seed: int = 0) -> np.ndarray:
+    """Split the cells into ``n_parts`` parts of similar size that cut few kNN edges (METIS).
+
+    Parameters
+    ----------
+    adj
+        Symmetric kNN adjacency (N × N, sparse).
+    n_parts
+        Number of parts (≥ 1).
+    seed
+        METIS's random seed.
+
+    Returns
+    -------
+    The part of each cell, an int64 array of length N with values in ``0 … n_parts − 1``.
+    Karypis & Kumar (1998), through ``pymetis``.
+    """
+    n = adj.shape[0]
+    if n_parts <= 1:
+        return np.zeros(n, dtype=np.int64)
+    import pymetis
+
+    graph = sp.csr_matrix(adj)
+    graph.setdiag(0)  # METIS takes no self loops
+    graph.eliminate_zeros()
+    options = pymetis.Options()
+    options.seed = int(seed)
+    _, parts = pymetis.part_graph(
+        int(n_parts),
+        pymetis.CSRAdjacency(graph.indptr.astype(np.int64), graph.indices.astype(np.int64)),
+        options=options,
+    )
+    return np.asarray(parts, dtype=np.int64)
+
+
+def edges_inside(adj: sp.spmatrix | sp.sparray, groups: np.ndarray) -> float:
+    """Fraction of the graph's edges whose two cells lie in the same group (1.0 without edges).
+
+    ``adj`` is the symmetric adjacency or its upper triangle (each edge counted once either way).
+    """
+    coo = sp.triu(adj, k=1).tocoo()
+    if coo.nnz == 0:
+        return 1.0
+    return float(np.mean(groups[coo.row] == groups[coo.col]))
+
+
+class CellBatches:
+    """The batches of one training run: every cell once per epoch.
+
+    Parameters
+    ----------
+    data
+        The cells.
+    batch_size
+        ``"auto"`` (one batch up to :data:`FULL_BATCH_MAX_CELLS` cells, else mini-batches of
+        :data:`AUTO_BATCH_SIZE`), ``"full"`` (one batch) or the number of cells per batch
+        (one batch when it is ≥ the number of cells).
+    parts_per_batch
+        METIS parts joined into each mini-batch (Cluster-GCN's q); the graph is split into
+        ``parts_per_batch · ⌈N / batch_size⌉`` parts.
+    device
+        Where the batches go.
+    generator
+        Shuffles the parts each epoch (CPU generator).
+    seed
+        METIS's seed.
+
+    Attributes
+    ----------
+    n_batches
+        Batches per epoch (1 for full batch).
+    edges_in_parts
+        Fraction of the kNN edges inside one METIS part (1.0 for full batch): a lower bound
+        of the fraction a batch keeps.
+    edges_in_batches
+        Mean over the epochs so far of the fraction of edges inside the batches.
+    """
+
+    def __init__(
+        self,
+        data: CellData,
+        batch_size: int | str,
+        parts_per_batch: int,
+        device: torch.device,
+        generator: torch.Generator,
+        seed: int = 0,
+    ) -> None:
+        self.data = data
+        self.device = device
+        self.generator = generator
+        n = data.n_cells
+        size = resolve_batch_size(batch_size, n)
+        self.batch_size = size
+        self.n_batches = math.ceil(n / size)
+        self.edges_in_parts = 1.0
+        self._kept: list[float] = []
+        self._full: Batch | None = None
+        if self.n_batches == 1:
+            self.parts = np.zeros(n, dtype=np.int64)
+            self.parts_per_batch = 1
+        else:
+            self.parts_per_batch = int(parts_per_batch)
+            self.parts = partition_cells(data.adj, self.n_batches * self.parts_per_batch, seed)
+            self._upper = sp.triu(data.adj, k=1, format="csr")
+            self.edges_in_parts = edges_inside(self._upper, self.parts)
+        self._members = _members(self.parts, self.n_batches * self.parts_per_batch)
+
+    @property
+    def is_full_batch(self) -> bool:
+        return self.n_batches == 1
+
+    @property
+    def edges_in_batches(self) -> float:
+        return float(np.mean(self._kept)) if self._kept else self.edges_in_parts
+
+    def epoch(self) -> Iterator[Batch]:
+        """The batches of one epoch (the one full batch, built once; or freshly shuffled parts)."""
+        if self.is_full_batch:
+            if self._full is None:
+                self._full = make_batch(self.data, np.arange(self.data.n_cells), self.device)
+            yield self._full
+            return
+        order = torch.randperm(len(self._members), generator=self.generator).numpy()
+        groups = np.array_split(order, self.n_batches)
+        batch_of = np.empty(len(self._members), dtype=np.int64)
+        for b, group in enumerate(groups):
+            batch_of[group] = b
+        self._kept.append(edges_inside(self._upper, batch_of[self.parts]))
+        for group in groups:
+            index = np.sort(np.concatenate([self._members[p] for p in group]))
+            yield make_batch(self.data, index, self.device)
+
+    def all_cells(self) -> Batch:
+        """Every cell on the whole graph, for the no-grad passes that compute Z and Q."""
+        if self.is_full_batch:
+            return next(iter(self.epoch()))
+        if self._full is None:
+            self._full = make_batch(
+                self.data, np.arange(self.data.n_cells), self.device, training=False
+            )
+        return self._full
+
+    def describe(self) -> dict[str, float | int | bool]:
+        """What the run records: batch size, batches and parts, fractions of edges kept."""
+        return {
+            "batch_size": int(self.batch_size),
+            "n_batches": int(self.n_batches),
+            "n_parts": int(len(self._members)),
+            "edges_in_parts": round(self.edges_in_parts, 4),
+            "edges_in_batches": round(self.edges_in_batches, 4),
+        }
+
+
+def resolve_batch_size(batch_size: int | str, n_cells: int) -> int:
+    """Cells per batch for ``batch_size`` (see :class:`CellBatches`) and ``n_cells`` cells."""
+    if batch_size == "full":
+        return n_cells
+    if batch_size == "auto":
+        return n_cells if n_cells <= FULL_BATCH_MAX_CELLS else AUTO_BATCH_SIZE
+    return min(int(batch_size), n_cells)
+
+
+def _members(parts: np.ndarray, n_parts: int) -> list[np.ndarray]:
+    order = np.argsort(parts, kind="stable")
+    bounds = np.searchsorted(parts[order], np.arange(n_parts + 1))
+    return [order[bounds[p] : bounds[p + 1]] for p in range(n_parts)]

@@ -1,0 +1,243 @@
+"""The training loop of scDSEC (METHOD.md §5–6): pretraining, the centres' start, joint training.
+
+One loop for full-batch and mini-batch training: it reads its batches from a
+:class:`~scdsec.model._data.CellBatches`, which holds either one batch of every cell or
+Cluster-GCN's shuffled graph parts. Z and Q of all cells (for the k-means start and the target
+distribution P) come from no-grad passes over the whole graph. The model class
+(:class:`scdsec.model.SCDSEC`) owns the AnnData, inference and checkpoints; this module owns
+the optimisation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans, MiniBatchKMeans
+from tqdm import tqdm
+
+from .. import settings
+from ..graph import pca as principal_components
+from . import _losses
+from ._data import Batch, CellBatches
+from ._graph import sample_non_edges
+from ._modules import SCDSECModule
+from ._params import TrainParams
+
+# k-means with kmeans_n_init restarts up to this many cells; sklearn's MiniBatchKMeans above.
+KMEANS_MAX_CELLS = 100_000
+LOSS_TERMS = ("zinb", "rec", "graph", "kl", "total")
+
+
+def fit(
+    module: SCDSECModule,
+    batches: CellBatches,
+    tp: TrainParams,
+    *,
+    seed: int,
+    generator: torch.Generator,
+) -> list[dict[str, Any]]:
+    """Pretrain, start the centres, train jointly; return one history row per epoch.
+
+    Parameters
+    ----------
+    module
+        The network, already on the batches' device.
+    batches
+        The cells and how they are batched.
+    tp
+        Schedule and loss weights.
+    seed
+        Seeds k-means.
+    generator
+        CPU generator for non-edge sampling (and, through ``batches``, the batch order).
+
+    Returns
+    -------
+    History rows: ``stage``, ``epoch``, the loss terms (means over the epoch's batches, weighted
+    by their cells), ``labels_changed`` and ``seconds`` since the start.
+    """
+    start = time.perf_counter()
+    rows = _pretrain(module, batches, tp, generator, start)
+    rows += _train_jointly(module, batches, tp, generator, start, seed)
+    module.eval()
+    return rows
+
+
+def _pretrain(
+    module: SCDSECModule,
+    batches: CellBatches,
+    tp: TrainParams,
+    generator: torch.Generator,
+    start: float,
+) -> list[dict[str, Any]]:
+    """Stage 1: the network without the clustering term."""
+    network = [*module.encoder.parameters(), *module.decoder.parameters()]
+    optimizer = torch.optim.Adam(network, lr=tp.pretrain_lr)
+    settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
+    rows = []
+    bar = tqdm(
+        range(tp.pretrain_epochs), desc="scDSEC pretrain", disable=not settings.progress_enabled()
+    )
+    for epoch in bar:
+        terms = _epoch(module, batches, optimizer, tp, generator, target=None)
+        bar.set_postfix(loss=f"{terms['total']:.4f}")
+        seconds = time.perf_counter() - start
+        rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms, "seconds": seconds})
+    return rows
+
+
+def _train_jointly(
+    module: SCDSECModule,
+    batches: CellBatches,
+    tp: TrainParams,
+    generator: torch.Generator,
+    start: float,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Stages 2–3: the k-means start of the centres, then the joint objective."""
+    labels = _init_centers(module, batches, tp, seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=tp.lr)
+    settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
+    rows = []
+    target = None
+    bar = tqdm(range(tp.epochs), desc="scDSEC cluster", disable=not settings.progress_enabled())
+    for epoch in bar:
+        changed = float("nan")
+        if epoch % tp.update_interval == 0:
+            q = soft_assignment(module, batches.all_cells())
+            new_labels = q.argmax(dim=1).cpu().numpy()
+            changed = float(np.mean(new_labels != labels))
+            labels = new_labels
+            if epoch > 0 and changed < tp.tol:
+                settings.logger.info(
+                    "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
+                    changed,
+                    tp.tol,
+                    epoch,
+                )
+                break
+            target = _losses.target_distribution(q, tp.target_frequency_exponent)
+        terms = _epoch(module, batches, optimizer, tp, generator, target=target)
+        bar.set_postfix(loss=f"{terms['total']:.4f}")
+        seconds = time.perf_counter() - start
+        rows.append(
+            {
+                "stage": "cluster",
+                "epoch": epoch + 1,
+                **terms,
+                "labels_changed": changed,
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def _epoch(
+    module: SCDSECModule,
+    batches: CellBatches,
+    optimizer: torch.optim.Optimizer,
+    tp: TrainParams,
+    generator: torch.Generator,
+    target: torch.Tensor | None,
+) -> dict[str, float]:
+    """One pass over every cell, one step per batch; the terms' means weighted by cells."""
+    if batches.is_full_batch:
+        batch = next(batches.epoch())
+        return _step(module, batch, optimizer, tp, generator, target)
+    sums: dict[str, float] = {}
+    n = 0
+    for batch in batches.epoch():
+        p = None if target is None else target[batch.index]
+        terms = _step(module, batch, optimizer, tp, generator, p)
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value * len(batch)
+        n += len(batch)
+    return {name: value / n for name, value in sums.items()}
+
+
+def _step(
+    module: SCDSECModule,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    tp: TrainParams,
+    generator: torch.Generator,
+    target: torch.Tensor | None,
+) -> dict[str, float]:
+    """One optimisation step on ``batch``; ``target`` is P for its cells (None: no KL)."""
+    module.train()
+    out = module(batch.x, batch.adj, batch.size_factors)
+    non_edges = sample_non_edges(batch.edge_keys, len(batch), len(batch.edges), generator)
+    terms = {
+        "zinb": _losses.zinb_nll(batch.counts, *out.decoded[1:]),
+        "rec": _losses.reconstruction_mse(out.decoded.reconstruction, batch.x),
+        "graph": _losses.graph_bce(out.z, batch.edges, non_edges.to(batch.x.device)),
+    }
+    weights = {"zinb": tp.zinb_weight, "rec": tp.rec_weight, "graph": tp.graph_weight}
+    if target is not None:
+        terms["kl"] = _losses.kl_divergence(target, out.q)
+        weights["kl"] = tp.kl_weight
+    weighted = [weights[name] * term for name, term in terms.items() if weights[name] > 0]
+    total = torch.stack(weighted).sum() if weighted else torch.zeros(())
+    if total.requires_grad:
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+    return {
+        **{name: float(term.detach()) for name, term in terms.items()},
+        "total": float(total.detach()),
+    }
+
+
+def embed(module: SCDSECModule, batch: Batch) -> torch.Tensor:
+    """Z of the batch's cells on its graph, without gradients."""
+    module.eval()
+    with torch.no_grad():
+        return module.encoder(batch.x, batch.adj)
+
+
+def soft_assignment(module: SCDSECModule, batch: Batch) -> torch.Tensor:
+    """Q of the batch's cells on its graph, without gradients."""
+    z = embed(module, batch)
+    with torch.no_grad():
+        return module.assignment(z)
+
+
+def _init_centers(
+    module: SCDSECModule, batches: CellBatches, tp: TrainParams, seed: int
+) -> np.ndarray:
+    """Set the centres by k-means (see ``TrainParams.center_init``); return its labels."""
+    everyone = batches.all_cells()
+    z = embed(module, everyone).cpu().numpy()
+    n_clusters = module.assignment.centers.shape[0]
+    if len(z) <= KMEANS_MAX_CELLS:
+        kmeans = KMeans(n_clusters, n_init=tp.kmeans_n_init, random_state=seed)
+    else:
+        kmeans = MiniBatchKMeans(
+            n_clusters, n_init=tp.kmeans_n_init, random_state=seed, batch_size=4096
+        )
+        settings.logger.info("scDSEC: %d cells: mini-batch k-means for the centres", len(z))
+    if tp.center_init == "embedding":
+        labels = kmeans.fit_predict(z)
+        centers = kmeans.cluster_centers_
+    else:
+        data = batches.data
+        if data.pca is None:  # as the graph step computes it
+            settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
+            data.pca = principal_components(data.x)
+        space = np.asarray(data.pca, dtype=np.float64)
+        if tp.center_init == "both":  # total variances in the ratio share : (1 - share)
+            share = tp.center_init_pca_share
+            weights = np.sqrt([share, 1.0 - share])
+            weights /= weights.max()  # k-means is scale-free; 0.5 weighs both blocks 1
+            blocks = zip(weights, (space, z), strict=True)
+            space = np.hstack([w * b / np.sqrt(b.var(axis=0).sum()) for w, b in blocks])
+        labels = kmeans.fit_predict(space)
+        sums = np.zeros((n_clusters, z.shape[1]))
+        np.add.at(sums, labels, z)
+        centers = sums / np.maximum(np.bincount(labels, minlength=n_clusters), 1)[:, None]
+    centers = torch.as_tensor(centers, dtype=torch.float32)
+    module.assignment.set_centers(centers.to(everyone.x.device))
+    return labels
