@@ -41,6 +41,8 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "benchmark_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "ablation_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "count_genes": ["anndata", "h5py"],
+    "machine": ["torch", "pandas"],
+    "scalability_scores": ["anndata", "pandas", "numpy"],
     "sensitivity_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_embeddings": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
@@ -48,6 +50,7 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "plot_benchmark": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_ablation": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_sensitivity": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_scalability": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "markers": ["anndata", "scanpy", "pynndescent"],
     "plot_markers": ["anndata", "scanpy", "pynndescent", "matplotlib"],
 }

@@ -845,6 +845,40 @@ def plot_sensitivity(
     save_figure(sensitivity_figure(scores, defaults=defaults, context=context), path)
 
 
+def scalability_figure(scores: pd.DataFrame, *, context: str | None = None) -> Figure:
+    """Time and peak memory of each method's whole run against the cells, log axes.
+
+    ``scores`` is :func:`scdsec.scalability.scalability_table`'s first table; its ``total``
+    rows are drawn, one line per method (the paper's Fig. 7).
+    """
+    _require_columns(scores, ["cells", "method", "step", "seconds", "max_rss_mb"], "scores")
+    totals = scores[scores["step"] == "total"]
+    fig = _new_figure(9.0, 3.6)
+    axes = fig.subplots(1, 2)
+    methods = _order(totals["method"].unique(), first=["scdsec"])
+    colors = dict(zip(methods, categorical_colors(len(methods)), strict=True))
+    for ax, column, label in (
+        (axes[0], "seconds", "wall time of the whole run (s)"),
+        (axes[1], "max_rss_mb", "peak memory of its largest step (MB)"),
+    ):
+        for method in methods:
+            rows = totals[totals["method"] == method].sort_values("cells")
+            ax.plot(rows["cells"], rows[column], "o-", color=colors[method], label=method)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("cells")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    _legend_outside(axes[1], title="method")
+    fig.suptitle(_heading("Time and memory against the number of cells", context))
+    return fig
+
+
+def plot_scalability(scores: pd.DataFrame, path: PathLike, *, context: str | None = None) -> None:
+    """Save :func:`scalability_figure`."""
+    save_figure(scalability_figure(scores, context=context), path)
+
+
 # ---------------------------------------------------------------------------- workflow steps
 # File to file, for the rules of workflow/rules/plot.smk.
 
@@ -901,12 +935,14 @@ def confusion_plot_step(
 
 
 def experiment_plot_step(kind: str, scores: PathLike, output: PathLike, **kwargs) -> None:
-    """An experiment's ``scores.tsv`` → its figure; ``kind`` is benchmark, ablation or
-    sensitivity (:func:`plot_benchmark`, :func:`plot_ablation`, :func:`plot_sensitivity`)."""
+    """An experiment's ``scores.tsv`` → its figure; ``kind`` is benchmark, ablation,
+    sensitivity or scalability (:func:`plot_benchmark`, :func:`plot_ablation`,
+    :func:`plot_sensitivity`, :func:`scalability_figure`)."""
     plots = {
         "benchmark": plot_benchmark,
         "ablation": plot_ablation,
         "sensitivity": plot_sensitivity,
+        "scalability": plot_scalability,
     }
     if kind not in plots:
         raise InputError(f"unknown experiment {kind!r} (known: {sorted(plots)})")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -219,3 +220,55 @@ def test_tiny_demo_runs_evaluate_benchmark_ablation_and_sensitivity(tmp_path):
 
     # Everything is cached: nothing left to do.
     assert planned_jobs(tmp_path, "benchmark", "ablation", "sensitivity") == {}
+
+
+def test_scalability_config_plans_each_size_and_method(tmp_path):
+    """`snakemake scalability --configfile benchmarks/scalability.yaml`: every size × method."""
+    (tmp_path / "config.yaml").write_text((ROOT / "config.yaml").read_text())
+    jobs = planned_jobs(
+        tmp_path, "scalability", "--configfile", str(ROOT / "benchmarks" / "scalability.yaml")
+    )
+    assert jobs["download"] == jobs["train"] == jobs["baseline"] == jobs["scvi"] == 3
+    assert jobs["machine"] == jobs["scalability_scores"] == jobs["plot_scalability"] == 1
+    assert "evaluate" not in jobs  # the target measures the steps, nothing else
+
+
+@pytest.mark.slow
+def test_scalability_target_writes_time_memory_and_throughput(tmp_path):
+    sizes = {"small": 300, "large": 600}
+    config = {
+        **TINY,
+        "run": list(sizes),
+        "seeds": [0],
+        "methods": ["scdsec", "leiden"],
+        "datasets": {
+            name: {
+                "simulate": {"cells": cells, "genes": 200, "types": 3, "separation": 1.0},
+                "labels": "cell_type",
+                "n_clusters": 3,
+            }
+            for name, cells in sizes.items()
+        },
+        "train": {"pretrain_epochs": 4, "epochs": 2, "batch_size": 400},  # large: 2 batches
+    }
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "scalability", "--set-threads", "train=1", "baseline=1", "machine=1")
+    results = tmp_path / "results" / "scalability"
+    scores = pd.read_csv(results / "scores.tsv", sep="\t")
+    assert set(scores["method"]) == {"data", "scdsec", "leiden"}
+    steps = scores[scores["method"] == "scdsec"].groupby("cells")["step"].apply(list)
+    expected = ["qc", "normalize", "graph", "train", "total"]
+    assert steps.to_dict() == {300: expected, 600: expected}
+    assert (scores["seconds"] > 0).all() and (scores["max_rss_mb"] > 0).all()
+    totals = scores[scores["step"] == "total"].set_index(["method", "cells"])["seconds"]
+    own = scores[scores["step"] != "total"].groupby(["method", "cells"])["seconds"].sum()
+    assert np.allclose(totals.sort_index(), own.sort_index())
+    throughput = pd.read_csv(results / "throughput.tsv", sep="\t").set_index("cells")
+    assert list(throughput["epochs"]) == [6, 6]
+    assert throughput.loc[600, "batch_size"] == 400 and throughput.loc[300, "batch_size"] == 300
+    assert throughput.loc[600, "edges_in_batches"] < 1.0 == throughput.loc[300, "edges_in_batches"]
+    fraction = throughput["fraction_of_matmul_rate"]
+    assert ((fraction > 0) & (fraction < 1)).all()  # a model cannot beat the machine's matmul
+    machine = pd.read_csv(results / "machine.tsv", sep="\t")
+    assert machine["matmul_flops_per_second"].iloc[0] > 1e8 and machine["threads"].iloc[0] == 1
+    assert (results / "scalability.png").stat().st_size > 10_000

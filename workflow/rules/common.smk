@@ -36,7 +36,7 @@ for _name in config["run"]:
 for _name, _entry in config["datasets"].items():
     if (_entry.get("source") is None) == (_entry.get("simulate") is None):
         _config_error(f"datasets.{_name}", "give exactly one of `source` or `simulate`")
-    if _name in ("benchmark", "ablation", "sensitivity"):
+    if _name in ("benchmark", "ablation", "sensitivity", "scalability"):
         _config_error(f"datasets.{_name}", "this name is taken by an experiment's results folder")
     _simulate = _entry.get("simulate") or {}
     _proportions = _simulate.get("proportions")
@@ -237,6 +237,46 @@ def experiment_graphs(wildcards=None):
 
 def entry_files(entries):
     return list(dict.fromkeys(entry["h5ad"] for entry in entries))
+
+
+def scalability_entries():
+    """Per dataset of `run` (first seed): each method's steps with their benchmark files.
+
+    A method's whole run: scdsec — qc, normalize, graph, train; a baseline — qc and its own
+    step (scanpy's pipeline, or scVI, from the QC'd counts). The data step (download or
+    simulate) is shared and reported apart, under the method `data`."""
+    if "scdsec" not in config["methods"]:
+        _config_error("methods", "the scalability target measures scdsec: list it")
+    seed = config["seeds"][0]
+    entries = []
+    for dataset in config["run"]:
+        bench = f"results/{dataset}/benchmarks"
+        steps = [{"method": "data", "step": "download", "benchmark": f"{bench}/download.tsv"}]
+        for method in config["methods"]:
+            own = [{"step": "qc", "benchmark": f"{bench}/qc.tsv"}]
+            if method == "scdsec":
+                own += [
+                    {"step": "normalize", "benchmark": f"{bench}/normalize_t{T}.tsv"},
+                    {"step": "graph", "benchmark": f"{bench}/graph_t{T}_k{K}.tsv"},
+                ]
+            step = "train" if method == "scdsec" else "cluster"
+            own.append({"step": step, "benchmark": method_benchmark(dataset, method, seed)})
+            steps += [{"method": method, **step} for step in own]
+        entries.append(
+            {
+                "dataset": dataset,
+                "steps": steps,
+                "train": result_file(dataset, "scdsec", seed),
+            }
+        )
+    return entries
+
+
+def scalability_inputs(wildcards):
+    entries = scalability_entries()
+    files = [step["benchmark"] for entry in entries for step in entry["steps"]]
+    files += [result_file(e["dataset"], method, config["seeds"][0]) for e in entries for method in config["methods"]]
+    return {"machine": "results/scalability/machine.tsv", "files": list(dict.fromkeys(files))}
 
 
 def evaluation_outputs():

@@ -95,3 +95,45 @@ rule sensitivity_scores:
         "../../envs/sensitivity_scores.yaml"
     script:
         "../scripts/experiment.py"
+
+
+rule scalability:
+    """Time and memory against the cells (the paper's Fig. 7): results/scalability/{scores.tsv,
+    throughput.tsv,scalability.png}, from the steps of `methods` on each dataset of `run`."""
+    input:
+        "results/scalability/scores.tsv",
+        "results/scalability/throughput.tsv",
+        "results/scalability/scalability.png",
+
+
+rule machine:
+    """The machine's float32 matrix-product rate on the training device, measured in this run."""
+    output:
+        "results/scalability/machine.tsv",
+    threads: 4
+    resources:
+        gpu=1,
+    log:
+        "logs/scalability/machine.log",
+    conda:
+        "../../envs/machine.yaml"
+    script:
+        "../scripts/machine.py"
+
+
+rule scalability_scores:
+    """Every step's wall time and peak memory (its Snakemake benchmark) per dataset and method,
+    and scDSEC's training throughput as a fraction of the machine's matrix-product rate."""
+    input:
+        unpack(scalability_inputs),
+    output:
+        scores="results/scalability/scores.tsv",
+        throughput="results/scalability/throughput.tsv",
+    params:
+        entries=scalability_entries(),
+    log:
+        "logs/scalability/scores.log",
+    conda:
+        "../../envs/scalability_scores.yaml"
+    script:
+        "../scripts/scalability.py"

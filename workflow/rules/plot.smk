@@ -148,3 +148,24 @@ rule plot_sensitivity:
         "../../envs/plot_sensitivity.yaml"
     script:
         "../scripts/plot_experiment.py"
+
+
+rule plot_scalability:
+    """The paper's Fig. 7: time and peak memory of each method's whole run against the cells."""
+    input:
+        "results/scalability/scores.tsv",
+    output:
+        report(
+            "results/scalability/scalability.png",
+            caption="../report/scalability.rst",
+            category="Experiments",
+            labels={"figure": "scalability"},
+        ),
+    params:
+        kind="scalability",
+    log:
+        "logs/scalability/plot_scalability.log",
+    conda:
+        "../../envs/plot_scalability.yaml"
+    script:
+        "../scripts/plot_experiment.py"

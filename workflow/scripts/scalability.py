@@ -1,0 +1,17 @@
+# Thin wrapper: all logic lives in the scdsec package beside this workflow
+# (`snakemake` is set by Snakemake; the package is put first on the path).
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
+
+from scdsec.pipeline import step_log
+from scdsec.scalability import scalability_step
+
+with step_log(snakemake.log[0]):
+    scalability_step(
+        snakemake.params.entries,
+        snakemake.input.machine,
+        snakemake.output.scores,
+        snakemake.output.throughput,
+    )
