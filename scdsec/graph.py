@@ -64,6 +64,41 @@ def knn_indices(
     return out
 
 
+def knn_recall(
+    x: np.ndarray, neighbors: np.ndarray, *, n_sample: int = 1000, seed: int = 0
+) -> float:
+    """Recall of neighbour lists against the exact search, on a seeded sample of cells.
+
+    Parameters
+    ----------
+    x
+        The coordinates the neighbours were found in (cells × features).
+    neighbors
+        Each cell's ``k`` neighbour indices (cells × k), e.g. from an approximate index.
+    n_sample
+        Cells whose exact neighbours are computed (all cells if fewer).
+
+    Returns
+    -------
+    The mean over the sampled cells of the fraction of their exact ``k`` nearest other cells
+    that ``neighbors`` holds (1.0 = exact).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    n, k = neighbors.shape
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, size=min(n_sample, n), replace=False))
+    exact = knn_indices(x, k, method="exact", n_jobs=1) if n <= n_sample else None
+    if exact is None:
+        nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
+        found = nn.kneighbors(x[sample], return_distance=False)
+        exact = np.stack([row[row != i][:k] for i, row in zip(sample, found, strict=True)])
+    else:
+        exact = exact[sample]
+    hits = [len(np.intersect1d(a, b)) for a, b in zip(neighbors[sample], exact, strict=True)]
+    return float(np.mean(hits) / k)
+
+
 def knn_adjacency(neighbors: np.ndarray) -> sp.csr_matrix:
     """Binary adjacency A from neighbour lists, symmetrised by union, without self loops."""
     n, k = neighbors.shape
@@ -91,7 +126,8 @@ def build_knn_graph(
 
     Returns a copy with ``obsm['X_pca']``, ``obsp['knn']`` (binary, symmetric, sparse,
     no self loops; self loops are added when the GCN propagates) and
-    ``uns['scdsec_graph']`` (settings and edge count).
+    ``uns['scdsec_graph']`` (settings and edge count; with the approximate index also
+    ``recall``, :func:`knn_recall` on 1,000 cells).
     """
     x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     x_pca = pca(x, n_pcs, seed=seed)
@@ -99,18 +135,21 @@ def build_knn_graph(
         x_pca, n_neighbors, method=method, exact_max_cells=exact_max_cells, seed=seed, n_jobs=n_jobs
     )
     a = knn_adjacency(neighbors)
+    exact = method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells)
     out = adata.copy()
     out.obsm["X_pca"] = x_pca
     out.obsp["knn"] = a
     out.uns["scdsec_graph"] = {
         "n_neighbors": int(n_neighbors),
         "n_pcs": int(x_pca.shape[1]),
-        "method": "exact"
-        if method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells)
-        else "approximate",
+        "method": "exact" if exact else "approximate",
         "n_edges": int(a.nnz // 2),
         "seed": int(seed),
     }
+    if not exact:
+        recall = knn_recall(x_pca, neighbors, seed=seed)
+        out.uns["scdsec_graph"]["recall"] = recall
+        logger.info("Graph: approximate kNN, recall %.4f against exact search", recall)
     logger.info(
         "Graph: %d cells, K=%d, %d undirected edges (%.1f per cell)",
         a.shape[0],

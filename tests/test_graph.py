@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scdsec.graph import build_knn_graph, knn_adjacency, knn_indices
+from scdsec.graph import build_knn_graph, knn_adjacency, knn_indices, knn_recall
 from scdsec.preprocessing import normalize, qc_filter
 
 
@@ -57,6 +57,14 @@ def test_approximate_index_agrees_with_exact_mostly(normalized):
     approx = knn_indices(x, 10, method="approximate", seed=0)
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
     assert overlap > 0.9
+    # knn_recall measures the same on a sample, and 1.0 for the exact lists
+    assert knn_recall(x, exact, n_sample=50) == 1.0
+    assert abs(knn_recall(x, approx, n_sample=len(x)) - overlap) < 1e-9
+    assert abs(knn_recall(x, approx, n_sample=100) - overlap) < 0.05
+    # the graph step records the recall when it uses the approximate index
+    graph = build_knn_graph(normalized, n_neighbors=10, n_pcs=20, method="approximate")
+    assert graph.uns["scdsec_graph"]["recall"] > 0.9
+    assert "recall" not in build_knn_graph(normalized, n_neighbors=10).uns["scdsec_graph"]
 
 
 def test_too_few_cells_for_k_is_an_error():
