@@ -34,6 +34,10 @@ N_MITO_GENES = (
 
 #: Dirichlet concentration of the type weights when ``proportions`` is None.
 DEFAULT_CONCENTRATION = 4.0
+#: Cells whose counts are drawn at once (dense cells × genes arrays). Up to this many cells the
+#: draws are those of a single block, as before chunks existed; above, block after block from
+#: the same generator, so that a million cells need memory for one block, not for all.
+CHUNK_CELLS = 20_000
 
 
 def _check_proportions(
@@ -220,13 +224,16 @@ def simulate_counts(
             weights = checked
         types = np.repeat(np.arange(n_types), type_sizes(weights, n_cells))
     lib = library_size * rng.lognormal(0.0, library_sdlog, size=n_cells)
-    mu = lib[:, None] * type_props[types]
-
     shape = 1.0 / dispersion
-    lam = rng.gamma(shape, mu / shape)
-    counts = rng.poisson(lam)
-    keep_prob = 1.0 / (1.0 + np.exp(-(np.log(mu + 1e-12) - np.log(dropout_midpoint))))
-    counts = np.where(rng.random(counts.shape) < keep_prob, counts, 0)
+    blocks = []
+    for start in range(0, n_cells, CHUNK_CELLS):  # bounded memory: cells × genes per chunk
+        mu = lib[start : start + CHUNK_CELLS, None] * type_props[types[start : start + CHUNK_CELLS]]
+        lam = rng.gamma(shape, mu / shape)
+        counts = rng.poisson(lam)
+        keep_prob = 1.0 / (1.0 + np.exp(-(np.log(mu + 1e-12) - np.log(dropout_midpoint))))
+        counts = np.where(rng.random(counts.shape) < keep_prob, counts, 0)
+        blocks.append(sp.csr_matrix(counts.astype(np.float32)))
+    counts = sp.vstack(blocks, format="csr")
 
     order = rng.permutation(n_cells)  # cells not sorted by type
     names = [f"MT-{i + 1}" for i in range(N_MITO_GENES)] + [
@@ -237,7 +244,7 @@ def simulate_counts(
         index=[f"cell{i:06d}" for i in range(n_cells)],
     )
     adata = ad.AnnData(
-        X=sp.csr_matrix(counts[order].astype(np.float32)),
+        X=counts[order],
         obs=obs,
         var=pd.DataFrame(index=names),
     )

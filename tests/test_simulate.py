@@ -153,3 +153,19 @@ def test_dirichlet_proportions_are_seeded_and_small_a_is_imbalanced():
     assert min(sizes) >= 1 and max(sizes) > 1000
     even = sizes_of(simulate_counts(2000, 100, 10, seed=4, proportions=1000.0))
     assert max(even) < 240 and min(even) > 160
+
+
+def test_counts_are_drawn_in_chunks_of_cells(monkeypatch):
+    """Above CHUNK_CELLS cells the draws come block by block; each block is like the others."""
+    import scdsec.simulate as simulate
+
+    whole = simulate.simulate_counts(600, 100, 3, seed=5)
+    monkeypatch.setattr(simulate, "CHUNK_CELLS", 250)  # three blocks: 250, 250, 100
+    chunked = simulate.simulate_counts(600, 100, 3, seed=5)
+    assert chunked.shape == whole.shape and list(chunked.obs_names) == list(whole.obs_names)
+    sizes = chunked.obs["cell_type"].value_counts().sort_index()
+    assert sizes.equals(whole.obs["cell_type"].value_counts().sort_index())  # drawn before counts
+    per_cell = np.asarray(chunked.X.sum(axis=1)).ravel()
+    expected = np.asarray(whole.X.sum(axis=1)).ravel()
+    assert abs(np.median(per_cell) / np.median(expected) - 1) < 0.1  # same distribution
+    assert abs(chunked.X.nnz / whole.X.nnz - 1) < 0.05
