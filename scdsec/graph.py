@@ -33,18 +33,21 @@ def knn_indices(
 ) -> np.ndarray:
     """Indices of each cell's ``n_neighbors`` nearest other cells (Euclidean).
 
-    ``auto`` is exact up to ``exact_max_cells`` cells and uses pynndescent's
-    approximate index above that.
+    ``exact`` is scikit-learn's search; ``approximate`` is pynndescent's index (Dong et al.
+    2011); ``auto`` is exact up to ``exact_max_cells`` cells and, above, the exact search on a
+    GPU when torch sees one (:func:`knn_indices_torch`, chunked distances and top-k), else
+    pynndescent.
     """
     n = x.shape[0]
     if n_neighbors >= n:
         raise ValueError(f"n_neighbors={n_neighbors} needs more than {n} cells")
-    exact = method == "exact" or (method == "auto" and n <= exact_max_cells)
-    if exact:
+    if knn_backend(n, method, exact_max_cells) == "exact":
         from sklearn.neighbors import NearestNeighbors
 
         nn = NearestNeighbors(n_neighbors=n_neighbors + 1, n_jobs=n_jobs).fit(x)
-        _, idx = nn.kneighbors(x)
+        idx = nn.kneighbors(x, return_distance=False)
+    elif knn_backend(n, method, exact_max_cells) == "exact_gpu":
+        idx = knn_indices_torch(x, n_neighbors + 1, device="cuda")
     else:
         from pynndescent import NNDescent
 
@@ -56,12 +59,63 @@ def knn_indices(
             n_jobs=n_jobs or -1,
         )
         idx, _ = index.neighbor_graph
-    # Drop each cell itself (usually column 0, but duplicates of a cell may come first).
+    return _without_self(np.asarray(idx, dtype=np.int64), n_neighbors)
+
+
+def knn_backend(n_cells: int, method: KnnMethod, exact_max_cells: int) -> str:
+    """Which search ``method`` runs on ``n_cells`` cells: exact, exact_gpu or approximate."""
+    if method == "exact" or (method == "auto" and n_cells <= exact_max_cells):
+        return "exact"
+    if method == "auto" and _cuda_available():
+        return "exact_gpu"
+    return "approximate"
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # the graph step's own env has no torch: pynndescent above the limit
+        return False
+    return torch.cuda.is_available()
+
+
+def knn_indices_torch(
+    x: np.ndarray, n_neighbors: int, *, device: str = "cuda", max_chunk_entries: int = 2**28
+) -> np.ndarray:
+    """Exact Euclidean ``n_neighbors`` nearest cells of every cell by chunked matrix products.
+
+    Distances ``‖a‖² − 2 a·b + ‖b‖²`` of a chunk of cells to all cells, then top-k; a chunk
+    holds at most ``max_chunk_entries`` distances (1 GiB in float32), so memory stays
+    O(N · features + chunk · N). The result includes each cell itself (usually first).
+
+    Returns
+    -------
+    ``(N, n_neighbors)`` int64 indices, nearest first.
+    """
+    import torch
+
+    data = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    squared = (data * data).sum(dim=1)
+    n = data.shape[0]
+    chunk = max(1, min(n, max_chunk_entries // n))
     out = np.empty((n, n_neighbors), dtype=np.int64)
-    for i, row in enumerate(idx):
-        row = row[row != i]
-        out[i] = row[:n_neighbors]
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            rows = data[start : start + chunk]
+            distance = squared[start : start + chunk, None] - 2.0 * rows @ data.T + squared[None]
+            nearest = torch.topk(distance, n_neighbors, dim=1, largest=False, sorted=True).indices
+            out[start : start + len(rows)] = nearest.cpu().numpy()
     return out
+
+
+def _without_self(idx: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Drop each cell from its own list (usually column 0, but a duplicate may come first);
+    rows that do not hold the cell lose their last entry."""
+    n = idx.shape[0]
+    keep = idx != np.arange(n)[:, None]
+    no_self = keep.all(axis=1)
+    keep[no_self, -1] = False
+    return idx[keep].reshape(n, n_neighbors)
 
 
 def knn_recall(
@@ -135,14 +189,15 @@ def build_knn_graph(
         x_pca, n_neighbors, method=method, exact_max_cells=exact_max_cells, seed=seed, n_jobs=n_jobs
     )
     a = knn_adjacency(neighbors)
-    exact = method == "exact" or (method == "auto" and x.shape[0] <= exact_max_cells)
+    backend = knn_backend(x.shape[0], method, exact_max_cells)
+    exact = backend != "approximate"
     out = adata.copy()
     out.obsm["X_pca"] = x_pca
     out.obsp["knn"] = a
     out.uns["scdsec_graph"] = {
         "n_neighbors": int(n_neighbors),
         "n_pcs": int(x_pca.shape[1]),
-        "method": "exact" if exact else "approximate",
+        "method": backend,
         "n_edges": int(a.nnz // 2),
         "seed": int(seed),
     }

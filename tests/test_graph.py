@@ -87,3 +87,17 @@ def test_more_than_10000_cells_graph_and_scanpy_neighbors():
     assert np.diff(a.indptr).min() >= 30
     sc.pp.neighbors(out, n_neighbors=15, use_rep="X_pca")
     assert out.obsp["connectivities"].shape == (12_000, 12_000)
+
+
+def test_chunked_torch_search_equals_the_exact_search():
+    from scdsec.graph import knn_backend, knn_indices_torch
+
+    x = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    exact = knn_indices(x, 7, method="exact")
+    # 17 rows a chunk: several chunks and a short last one
+    found = knn_indices_torch(x, 8, device="cpu", max_chunk_entries=17 * 300)
+    assert (found[:, 0] == np.arange(300)).all()  # each cell is its own nearest
+    assert np.array_equal(found[:, 1:], exact)
+    assert knn_backend(300, "auto", 1000) == "exact"
+    assert knn_backend(300, "approximate", 1000) == "approximate"
+    assert knn_backend(3000, "auto", 1000) in ("exact_gpu", "approximate")  # GPU or not
