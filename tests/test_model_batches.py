@@ -123,3 +123,14 @@ def test_minibatch_training_is_reproducible(prepared):
         runs.append(model.get_latent_representation())
     assert np.array_equal(runs[0], runs[1])
     assert not np.allclose(runs[0], runs[2])
+
+
+@pytest.mark.gpu
+def test_minibatch_training_on_a_gpu_matches_the_cpu_runs_shapes(prepared):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    model = SCDSEC(prepared.copy(), 3, seed=0, **TINY)
+    model.train(device="cuda", batch_size=100, parts_per_batch=4, **SHORT)  # prefetching batches
+    assert model._run["device"].startswith("cuda") and model._run["batches"]["n_batches"] == 3
+    assert model.predict().shape == (prepared.n_obs,)
+    assert np.isfinite(model.history["total"]).all()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anndata as ad
@@ -125,7 +126,7 @@ def make_batch(
 ) -> Batch:
     """The cells ``index`` (sorted positions) with their induced subgraph, on ``device``.
 
-    Counts travel as a sparse CSR tensor and become dense on the device. ``training=False``
+    Counts travel to a GPU as a sparse CSR tensor and become dense there. ``training=False``
     leaves out the counts and size factors (an inference pass needs only ``x`` and ``Â``).
 
     Raises
@@ -142,8 +143,11 @@ def make_batch(
     x = torch.from_numpy(data.x if full else data.x[index])
     counts = size_factors = None
     if training:
-        counts = _sparse_rows(data.counts if full else data.counts[index], pin)
-        counts = counts.to(device, non_blocking=pin).to_dense()
+        rows = data.counts if full else data.counts[index]
+        if device.type == "cpu":  # scipy densifies faster than torch's sparse CSR on the CPU
+            counts = torch.from_numpy(rows.toarray())
+        else:  # sparse over the bus, dense on the device
+            counts = _sparse_rows(rows, pin).to(device, non_blocking=pin).to_dense()
         size_factors = torch.from_numpy(data.size_factors[index]).to(device)
     return Batch(
         index=torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device),
@@ -298,9 +302,23 @@ class CellBatches:
         for b, group in enumerate(groups):
             batch_of[group] = b
         self._kept.append(edges_inside(self._upper, batch_of[self.parts]))
-        for group in groups:
+
+        def build(group: np.ndarray) -> Batch:
             index = np.sort(np.concatenate([self._members[p] for p in group]))
-            yield make_batch(self.data, index, self.device)
+            return make_batch(self.data, index, self.device)
+
+        if self.device.type != "cuda":
+            for group in groups:
+                yield build(group)
+            return
+        # On a GPU the next batch is cut and copied while the device trains on this one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(build, groups[0])
+            for following in [*groups[1:], None]:
+                batch = pending.result()
+                if following is not None:
+                    pending = pool.submit(build, following)
+                yield batch
 
     def all_cells(self) -> Batch:
         """Every cell on the whole graph, for the no-grad passes that compute Z and Q."""
