@@ -21,7 +21,9 @@ lands well below ARI 1 on it (see ``tests/test_simulate.py``).
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import anndata as ad
 import numpy as np
@@ -35,8 +37,9 @@ N_MITO_GENES = (
 #: Dirichlet concentration of the type weights when ``proportions`` is None.
 DEFAULT_CONCENTRATION = 4.0
 #: Cells whose counts are drawn at once (dense cells × genes arrays). Up to this many cells the
-#: draws are those of a single block, as before chunks existed; above, block after block from
-#: the same generator, so that a million cells need memory for one block, not for all.
+#: draws are those of a single block, as before blocks existed; above, each block draws from its
+#: own child generator (``Generator.spawn``), in parallel threads, so that a million cells need
+#: memory for a few blocks, not for all, and the counts do not depend on the number of threads.
 CHUNK_CELLS = 20_000
 
 
@@ -224,16 +227,26 @@ def simulate_counts(
             weights = checked
         types = np.repeat(np.arange(n_types), type_sizes(weights, n_cells))
     lib = library_size * rng.lognormal(0.0, library_sdlog, size=n_cells)
-    shape = 1.0 / dispersion
-    blocks = []
-    for start in range(0, n_cells, CHUNK_CELLS):  # bounded memory: cells × genes per chunk
-        mu = lib[start : start + CHUNK_CELLS, None] * type_props[types[start : start + CHUNK_CELLS]]
-        lam = rng.gamma(shape, mu / shape)
-        counts = rng.poisson(lam)
+    starts = range(0, n_cells, CHUNK_CELLS)
+
+    def block(start: int, generator: np.random.Generator) -> sp.csr_matrix:
+        """Counts of the cells ``start …`` of one block (dense cells × genes while drawn)."""
+        cells = slice(start, start + CHUNK_CELLS)
+        mu = lib[cells, None] * type_props[types[cells]]
+        shape = 1.0 / dispersion
+        counts = generator.poisson(generator.gamma(shape, mu / shape))
         keep_prob = 1.0 / (1.0 + np.exp(-(np.log(mu + 1e-12) - np.log(dropout_midpoint))))
-        counts = np.where(rng.random(counts.shape) < keep_prob, counts, 0)
-        blocks.append(sp.csr_matrix(counts.astype(np.float32)))
-    counts = sp.vstack(blocks, format="csr")
+        counts = np.where(generator.random(counts.shape) < keep_prob, counts, 0)
+        return sp.csr_matrix(counts.astype(np.float32))
+
+    if len(starts) == 1:
+        counts = block(0, rng)
+    else:  # a child generator per block: the same counts whatever the number of threads
+        children = rng.spawn(len(starts))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        workers = min(len(starts), cores or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy draws without the GIL
+            counts = sp.vstack(list(pool.map(block, starts, children)), format="csr")
 
     order = rng.permutation(n_cells)  # cells not sorted by type
     names = [f"MT-{i + 1}" for i in range(N_MITO_GENES)] + [

@@ -169,3 +169,7 @@ def test_counts_are_drawn_in_chunks_of_cells(monkeypatch):
     expected = np.asarray(whole.X.sum(axis=1)).ravel()
     assert abs(np.median(per_cell) / np.median(expected) - 1) < 0.1  # same distribution
     assert abs(chunked.X.nnz / whole.X.nnz - 1) < 0.05
+    # one thread or several: the same counts (each block has its own child generator)
+    monkeypatch.setattr(simulate.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    alone = simulate.simulate_counts(600, 100, 3, seed=5)
+    assert (alone.X != chunked.X).nnz == 0
