@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             qc = {"method": spec["method"], "step": "qc", "benchmark": entry["qc"]}
             entry["steps"].append(qc)
         entry["steps"].append({k: spec[k] for k in ("method", "step", "benchmark")})
+        if spec["step"] == "cluster":
+            entry["steps"][-1]["result"] = spec["output"]
         if spec["method"] == "scdsec" and spec["step"] == "train":
             entry["train"] = spec["output"]
     scores, throughput = args.out / "scores.tsv", args.out / "throughput.tsv"

@@ -36,6 +36,7 @@ COLUMNS = [
     "max_rss_mb",
     "mean_load",  # Snakemake's mean CPU load of the job (100 per busy core)
     "device",
+    "status",  # ok, or why the method did not run (then no figures)
 ]
 # Columns of results/scalability/throughput.tsv: one row per dataset (scDSEC's training).
 THROUGHPUT_COLUMNS = [
@@ -190,6 +191,18 @@ def _benchmark(path: PathLike) -> dict[str, float]:
     return out
 
 
+def _status(result: PathLike | None, method: str) -> str:
+    """``ok``, or ``missing: <reason>`` from a baseline's result file (``uns[method]``)."""
+    if result is None:
+        return "ok"
+    adata = ad.read_h5ad(result, backed="r")
+    record = dict(adata.uns.get(method, {}))
+    adata.file.close()
+    if record.get("status", "ok") == "ok":
+        return "ok"
+    return f"{record.get('status')}: {record.get('reason', '')}".strip()
+
+
 def scalability_table(
     entries: Sequence[Mapping], machine: Mapping
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -201,7 +214,8 @@ def scalability_table(
         One mapping per dataset: ``dataset``; ``steps``, a list of
         ``{"method", "step", "benchmark"}`` (a Snakemake benchmark file each; a method's steps
         together make its whole run; scDSEC's training is the step ``train``, a baseline's own
-        step ``cluster``); ``train`` (scDSEC's result h5ad, for its epochs, device, threads,
+        step ``cluster``, which may name its ``result`` file, whose status says whether the
+        method ran); ``train`` (scDSEC's result h5ad, for its epochs, device, threads,
         batches and training time).
     machine
         :func:`machine_step`'s row.
@@ -223,6 +237,9 @@ def scalability_table(
         steps = []
         for step in entry["steps"]:
             measured = _benchmark(step["benchmark"])
+            status = _status(step.get("result"), step["method"])
+            if status != "ok":  # a job that only recorded why it could not run
+                measured = dict.fromkeys(measured, math.nan)
             if step["method"] == "scdsec" and step["step"] == "train":
                 where = device  # where it trained
             elif step["method"].startswith("scvi") and step["step"] == "cluster":
@@ -237,6 +254,7 @@ def scalability_table(
                     "step": step["step"],
                     **measured,
                     "device": where,
+                    "status": status,
                 }
             )
         rows += steps
@@ -247,8 +265,9 @@ def scalability_table(
                     **own[0],
                     "step": "total",
                     "seconds": float(sum(s["seconds"] for s in own)),
-                    "max_rss_mb": float(max(s["max_rss_mb"] for s in own)),
+                    "max_rss_mb": float(np.max([s["max_rss_mb"] for s in own])),  # NaN stays
                     "mean_load": math.nan,
+                    "status": next((s["status"] for s in own if s["status"] != "ok"), "ok"),
                     "device": ",".join(dict.fromkeys(s["device"] for s in own)),
                 }
             )

@@ -64,12 +64,22 @@ def test_scalability_table_from_benchmark_files(tmp_path):
         "batches": {"batch_size": 20, "edges_in_batches": 0.8},
     }
     result.write_h5ad(tmp_path / "scdsec.h5ad")
+    missing_result = tmp_path / "scvi_leiden.h5ad"
+    skipped = ad.AnnData(np.zeros((n, 0), dtype=np.float32))
+    skipped.uns["scvi_leiden"] = {"status": "missing", "reason": "scvi-tools is not installed"}
+    skipped.write_h5ad(missing_result)
     steps = [
         {"method": "data", "step": "download", "benchmark": _benchmark_file(tmp_path / "d", 1, 10)},
         {"method": "scdsec", "step": "qc", "benchmark": _benchmark_file(tmp_path / "q", 2, 100)},
         {"method": "scdsec", "step": "train", "benchmark": _benchmark_file(tmp_path / "t", 7, 300)},
         {"method": "leiden", "step": "qc", "benchmark": _benchmark_file(tmp_path / "q", 2, 100)},
         {"method": "leiden", "step": "cluster", "benchmark": str(tmp_path / "missing.tsv")},
+        {
+            "method": "scvi_leiden",
+            "step": "cluster",
+            "benchmark": _benchmark_file(tmp_path / "s", 0.5, 90),
+            "result": missing_result,
+        },
     ]
     entries = [{"dataset": "sim", "steps": steps, "train": tmp_path / "scdsec.h5ad"}]
     machine = {"device": "cpu", "matmul_flops_per_second": 1e6}
@@ -80,6 +90,11 @@ def test_scalability_table_from_benchmark_files(tmp_path):
     # a step without its benchmark file stays as a row with no figure, never dropped
     cluster = scores[(scores["method"] == "leiden") & (scores["step"] == "cluster")].iloc[0]
     assert math.isnan(cluster["seconds"])
+    # a method that did not run has no figures, only its reason
+    scvi = scores[scores["method"] == "scvi_leiden"].set_index("step")
+    assert scvi["seconds"].isna().all() and scvi["max_rss_mb"].isna().all()
+    assert scvi.loc["total", "status"] == "missing: scvi-tools is not installed"
+    assert (scores.loc[scores["method"] == "scdsec", "status"] == "ok").all()
     (row,) = throughput.to_dict("records")
     assert row["epochs"] == 4 and row["cell_epochs_per_second"] == pytest.approx(n * 4 / 5)
     flops = flops_per_cell_epoch(10, {"dims": [4, 2]}, 3.0)

@@ -259,8 +259,15 @@ def scalability_entries():
                     {"step": "normalize", "benchmark": f"{bench}/normalize_t{T}.tsv"},
                     {"step": "graph", "benchmark": f"{bench}/graph_t{T}_k{K}.tsv"},
                 ]
-            step = "train" if method == "scdsec" else "cluster"
-            own.append({"step": step, "benchmark": method_benchmark(dataset, method, seed)})
+            own.append(
+                {"step": "train", "benchmark": method_benchmark(dataset, method, seed)}
+                if method == "scdsec"
+                else {
+                    "step": "cluster",
+                    "benchmark": method_benchmark(dataset, method, seed),
+                    "result": result_file(dataset, method, seed),
+                }
+            )
             steps += [{"method": method, **step} for step in own]
         entries.append(
             {
