@@ -321,8 +321,8 @@ def table(args: argparse.Namespace) -> None:
     print(f"| mean over the {len(real)} real datasets | " + " | ".join(means) + " |")
 
     variants = args.variants or [m for m in methods if m not in KNOWN_BASELINES]
-    if len(variants) < 2 or len(real) < 2:
-        return
+    if len(variants) < 2 or len(real) < 2 or not set(BASELINES) <= set(scores["method"]):
+        return  # the leave-one-out choice needs two variants and the baselines beside them
     paired = _summary(_common_seeds(scores, variants + list(BASELINES)))
     nmi, ari = paired["nmi"].unstack("method"), paired["ari"].unstack("method")
     real = [d for d in real if d in nmi.index]

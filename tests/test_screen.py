@@ -117,3 +117,18 @@ def test_a_row_in_two_files_counts_once(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 rows in more than one file, counted once (0 keys differ)" in out
     assert "| d1 | 0.700±0.141 / 0.600 (1.00) [2] |" in out  # seeds 0 and 1, each once
+
+
+def test_table_of_variants_without_baselines_has_no_leave_one_out(tmp_path, capsys):
+    rows = [
+        [d, m, s, 0.5 + 0.1 * (m == "a"), 0.4, np.nan, 1.0, 1, "abc1234"]
+        for d in ("d1", "d2")
+        for m in ("a", "b")
+        for s in (0, 1)
+    ]
+    path = tmp_path / "scores.tsv"
+    _scores(rows).to_csv(path, sep="\t", index=False)
+    screen.table(argparse.Namespace(scores=[str(path)], variants=None, methods=None))
+    out = capsys.readouterr().out
+    assert "| mean over the 2 real datasets | 0.600 / 0.400 | 0.500 / 0.400 |" in out
+    assert "Leave one dataset out" not in out
