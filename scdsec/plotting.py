@@ -863,7 +863,9 @@ def scalability_figure(scores: pd.DataFrame, *, context: str | None = None) -> F
     ):
         for method in methods:
             rows = totals[totals["method"] == method].sort_values("cells")
-            ax.plot(rows["cells"], rows[column], "o-", color=colors[method], label=method)
+            ran = rows[column].notna().any()
+            label = method if ran else f"{method} (did not run)"
+            ax.plot(rows["cells"], rows[column], "o-", color=colors[method], label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("cells")
