@@ -56,8 +56,8 @@ class Batch:
     counts: torch.Tensor | None  # raw counts (B × t), None for inference
     size_factors: torch.Tensor | None  # (B,), None for inference
     adj: torch.Tensor  # normalised adjacency Â of the induced subgraph, sparse B × B
-    edges: torch.Tensor  # (E, 2) edges i < j of the induced subgraph, local indices
-    edge_keys: torch.Tensor  # sorted pair keys of ``edges`` on the CPU, for non-edge sampling
+    edges: torch.Tensor | None  # (E, 2) edges i < j of the induced subgraph; None for inference
+    edge_keys: torch.Tensor | None  # sorted pair keys of ``edges`` on the CPU (non-edge sampling)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -127,22 +127,25 @@ def make_batch(
     """The cells ``index`` (sorted positions) with their induced subgraph, on ``device``.
 
     Counts travel to a GPU as a sparse CSR tensor and become dense there. ``training=False``
-    leaves out the counts and size factors (an inference pass needs only ``x`` and ``Â``).
+    leaves out what only the losses read — counts, size factors and the edge lists (an inference
+    pass needs only ``x`` and ``Â``).
 
     Raises
     ------
     InputError
-        If the induced subgraph has no edges.
+        If a training batch's induced subgraph has no edges.
     """
     full = len(index) == data.n_cells
     sub = data.adj if full else data.adj[index][:, index]
-    edges = upper_edges(sub)
-    if len(edges) == 0:
-        raise InputError("the kNN graph adata.obsp['knn'] has no edges among the batch's cells")
     pin = device.type == "cuda"
     x = torch.from_numpy(data.x if full else data.x[index])
-    counts = size_factors = None
+    counts = size_factors = edges = edge_keys = None
     if training:
+        edges = upper_edges(sub)
+        if len(edges) == 0:
+            raise InputError("the kNN graph adata.obsp['knn'] has no edges among the batch's cells")
+        edge_keys = pair_keys(edges, len(index))
+        edges = edges.to(device)
         rows = data.counts if full else data.counts[index]
         if device.type == "cpu":  # scipy densifies faster than torch's sparse CSR on the CPU
             counts = torch.from_numpy(rows.toarray())
@@ -155,8 +158,8 @@ def make_batch(
         counts=counts,
         size_factors=size_factors,
         adj=to_torch_sparse(normalize_adjacency(sub), device),
-        edges=edges.to(device),
-        edge_keys=pair_keys(edges, len(index)),
+        edges=edges,
+        edge_keys=edge_keys,
     )
 
 

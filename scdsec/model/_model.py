@@ -18,8 +18,7 @@ from .. import settings
 from .._errors import InputError
 from ..provenance import provenance
 from . import _training
-from ._data import CellBatches, CellData, read_cells
-from ._graph import normalize_adjacency, to_torch_sparse
+from ._data import CellBatches, CellData, make_batch, read_cells
 from ._modules import SCDSECModule
 from ._params import ModelParams, Params, TrainParams, get_preset
 
@@ -195,13 +194,14 @@ class SCDSEC:
             data, tp.batch_size, tp.parts_per_batch, device, generator, seed=self.seed
         )
         if not batches.is_full_batch:
+            record = batches.describe()
             settings.logger.info(
                 "scDSEC: %d mini-batches of about %d cells (%d METIS parts; %.1f%% of the kNN "
                 "edges inside a part)",
-                batches.n_batches,
-                batches.batch_size,
-                batches.n_batches * batches.parts_per_batch,
-                100 * batches.edges_in_parts,
+                record["n_batches"],
+                record["batch_size"],
+                record["n_parts"],
+                100 * record["edges_in_parts"],
             )
         rows = _training.fit(self.module, batches, tp, seed=self.seed, generator=generator)
         self.is_trained = True
@@ -221,11 +221,8 @@ class SCDSEC:
         else:
             data = read_cells(adata, genes=self.genes, training=False)
         device = next(self.module.parameters()).device
-        x = torch.from_numpy(data.x).to(device)
-        adj = to_torch_sparse(normalize_adjacency(data.adj), device)
-        self.module.eval()
-        with torch.no_grad():
-            return self.module.encoder(x, adj)
+        everyone = make_batch(data, np.arange(data.n_cells), device, training=False)
+        return _training.embed(self.module, everyone)
 
     def get_latent_representation(self, adata: ad.AnnData | None = None) -> np.ndarray:
         """The embedding ``Z`` (cells × latent size).
