@@ -42,7 +42,7 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "ablation_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "count_genes": ["anndata", "h5py"],
     "machine": ["torch", "pandas"],
-    "scalability_scores": ["anndata", "pandas", "numpy"],
+    "scalability_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "sensitivity_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_embeddings": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],

@@ -105,18 +105,22 @@ def _number(value: Any) -> float:
 
 
 def read_benchmark(path: PathLike | None) -> dict[str, float]:
-    """Seconds and peak resident memory (MB) of a Snakemake ``benchmark:`` file; NaN if absent.
+    """Seconds, peak resident memory (MB) and mean CPU load (100 per busy core) of a Snakemake
+    ``benchmark:`` file; NaN if absent.
 
-    With repeated measurements (``repeat()``), the mean time and the largest memory.
+    With repeated measurements (``repeat()``), the mean time and load and the largest memory.
     """
-    out = {"seconds": math.nan, "max_rss_mb": math.nan}
+    out = {"seconds": math.nan, "max_rss_mb": math.nan, "mean_load": math.nan}
     if path is None or not Path(path).is_file():
         return out
     table = pd.read_csv(path, sep="\t", na_values=["NA", "-"])
-    if "s" in table and len(table):
-        out["seconds"] = float(pd.to_numeric(table["s"], errors="coerce").mean())
-    if "max_rss" in table and len(table):
-        out["max_rss_mb"] = float(pd.to_numeric(table["max_rss"], errors="coerce").max())
+    for key, column, summary in (
+        ("seconds", "s", "mean"),
+        ("max_rss_mb", "max_rss", "max"),
+        ("mean_load", "mean_load", "mean"),
+    ):
+        if column in table and len(table):
+            out[key] = float(getattr(pd.to_numeric(table[column], errors="coerce"), summary)())
     return out
 
 

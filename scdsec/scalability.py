@@ -25,6 +25,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .evaluate import read_benchmark
+
 PathLike = str | Path
 # Columns of results/scalability/scores.tsv: one row per dataset × method × step.
 COLUMNS = [
@@ -171,26 +173,6 @@ def _cpu_name() -> str:
     return platform.processor() or "cpu"
 
 
-def _benchmark(path: PathLike) -> dict[str, float]:
-    """Wall seconds, peak RSS (MB) and mean CPU load from a Snakemake benchmark file.
-
-    Missing files or columns give NaN.
-    """
-    out = {"seconds": math.nan, "max_rss_mb": math.nan, "mean_load": math.nan}
-    try:
-        table = pd.read_csv(path, sep="\t")
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return out
-    for key, column, how in (
-        ("seconds", "s", "mean"),
-        ("max_rss_mb", "max_rss", "max"),
-        ("mean_load", "mean_load", "mean"),
-    ):
-        if column in table and len(table):
-            out[key] = float(getattr(pd.to_numeric(table[column], errors="coerce"), how)())
-    return out
-
-
 def _status(result: PathLike | None, method: str) -> str:
     """``ok``, or ``missing: <reason>`` from a baseline's result file (``uns[method]``)."""
     if result is None:
@@ -236,7 +218,7 @@ def scalability_table(
         device = str(record.get("device", ""))
         steps = []
         for step in entry["steps"]:
-            measured = _benchmark(step["benchmark"])
+            measured = read_benchmark(step["benchmark"])
             status = _status(step.get("result"), step["method"])
             if status != "ok":  # a job that only recorded why it could not run
                 measured = dict.fromkeys(measured, math.nan)
