@@ -41,12 +41,13 @@ def knn_indices(
     n = x.shape[0]
     if n_neighbors >= n:
         raise ValueError(f"n_neighbors={n_neighbors} needs more than {n} cells")
-    if knn_backend(n, method, exact_max_cells) == "exact":
+    backend = knn_backend(n, method, exact_max_cells)
+    if backend == "exact":
         from sklearn.neighbors import NearestNeighbors
 
         nn = NearestNeighbors(n_neighbors=n_neighbors + 1, n_jobs=n_jobs).fit(x)
         idx = nn.kneighbors(x, return_distance=False)
-    elif knn_backend(n, method, exact_max_cells) == "exact_gpu":
+    elif backend == "exact_gpu":
         idx = knn_indices_torch(x, n_neighbors + 1, device="cuda")
     else:
         from pynndescent import NNDescent
@@ -108,14 +109,15 @@ def knn_indices_torch(
     return out
 
 
-def _without_self(idx: np.ndarray, n_neighbors: int) -> np.ndarray:
+def _without_self(idx: np.ndarray, n_neighbors: int, cells: np.ndarray | None = None) -> np.ndarray:
     """Drop each cell from its own list (usually column 0, but a duplicate may come first);
-    rows that do not hold the cell lose their last entry."""
-    n = idx.shape[0]
-    keep = idx != np.arange(n)[:, None]
+    rows that do not hold the cell lose their last entry. Row ``i`` is the list of cell
+    ``cells[i]`` (default: cell ``i``)."""
+    own = np.arange(idx.shape[0]) if cells is None else np.asarray(cells)
+    keep = idx != own[:, None]
     no_self = keep.all(axis=1)
     keep[no_self, -1] = False
-    return idx[keep].reshape(n, n_neighbors)
+    return idx[keep].reshape(idx.shape[0], n_neighbors)
 
 
 def knn_recall(
@@ -142,13 +144,8 @@ def knn_recall(
     n, k = neighbors.shape
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n_sample, n), replace=False))
-    exact = knn_indices(x, k, method="exact", n_jobs=1) if n <= n_sample else None
-    if exact is None:
-        nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
-        found = nn.kneighbors(x[sample], return_distance=False)
-        exact = np.stack([row[row != i][:k] for i, row in zip(sample, found, strict=True)])
-    else:
-        exact = exact[sample]
+    nn = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(x)
+    exact = _without_self(nn.kneighbors(x[sample], return_distance=False), k, sample)
     hits = [len(np.intersect1d(a, b)) for a, b in zip(neighbors[sample], exact, strict=True)]
     return float(np.mean(hits) / k)
 
