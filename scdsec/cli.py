@@ -103,13 +103,16 @@ def _checked_section(config: dict, section: str, function, source: Path | None) 
     return values
 
 
-def _positive_int(option: str, value: str) -> int:
+def _batch_size(value: str) -> int | str:
+    """``--batch-size``: auto, full or a positive number of cells."""
+    if value in ("auto", "full"):
+        return value
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
-        raise InputError(f"{option} must be a positive integer, auto or full, got {value!r}")
+        raise InputError(f"--batch-size must be a positive integer, auto or full, got {value!r}")
     return number
 
 
@@ -126,8 +129,7 @@ def _cluster(args: argparse.Namespace) -> None:
     sections = {name: _checked_section(config, name, f, args.config) for name, f in steps.items()}
     params = {key: config[key] for key in ("preset", "model", "train") if key in config}
     if args.batch_size is not None:
-        size = args.batch_size
-        size = size if size in ("auto", "full") else _positive_int("--batch-size", size)
+        size = _batch_size(args.batch_size)
         params["train"] = {**(params.get("train") or {}), "batch_size": size}
     if args.n_clusters == "auto":
         n_clusters: int | str = "auto"
