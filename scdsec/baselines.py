@@ -414,7 +414,7 @@ def baseline_step(
     """
     from pathlib import Path
 
-    from .pipeline import atomic_path, record, write_h5ad
+    from .pipeline import atomic_path, check_cells, record, write_h5ad
 
     if threads:  # BLAS threads (torch, which settings.set_threads also sets, is not needed here)
         from threadpoolctl import threadpool_limits
@@ -433,6 +433,7 @@ def baseline_step(
             k, estimated = estimate_n_clusters(ad.read_h5ad(graph), seed=seed), True
         else:
             k = int(n_clusters)
+            check_cells(counts, input, n_clusters=k)
     result = run_baseline(method, counts, n_clusters=k, seed=seed, params=params)
 
     uns = {

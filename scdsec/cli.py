@@ -119,7 +119,7 @@ def _batch_size(value: str) -> int | str:
 def _cluster(args: argparse.Namespace) -> None:
     from .graph import build_knn_graph
     from .io import read_counts
-    from .metrics import label_scores
+    from .metrics import score_labelled
     from .pipeline import atomic_path, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
@@ -140,14 +140,25 @@ def _cluster(args: argparse.Namespace) -> None:
             msg = f"--n-clusters must be an integer or auto, got {args.n_clusters!r}"
             raise InputError(msg) from None
 
-    adata = read_counts(args.input, labels=args.labels)
+    adata = read_counts(
+        args.input,
+        format=args.format,
+        labels=args.labels,
+        cells_as=args.cells_as,
+        layer=args.layer,
+        genome=args.genome,
+    )
     for name, function in steps.items():
         try:
             adata = function(adata, **sections[name])
+        except InputError as err:
+            raise InputError(f"{args.input}: {err}") from None
         except (TypeError, ValueError) as err:
-            if isinstance(err, InputError):
-                raise
             raise InputError(f"{args.input}: {name} step: {err}") from None
+        if name == "qc":
+            _check_cells(adata.n_obs, sections["graph"], n_clusters, args)
+    if args.labels:
+        _check_labelled(adata.obs["label"], args)
     try:
         model = cluster(
             adata,
@@ -156,7 +167,7 @@ def _cluster(args: argparse.Namespace) -> None:
             seed=args.seed,
             device=args.device,
             threads=args.threads,
-            deterministic=bool(config.get("deterministic", False)),
+            deterministic=config.get("deterministic", "auto"),
         )
     except InputError as err:
         raise InputError(f"{args.config or args.input}: {err}") from None
@@ -164,13 +175,43 @@ def _cluster(args: argparse.Namespace) -> None:
     write_results(adata, model, args.out)
     summary = f"{adata.n_obs} cells in {model.n_clusters} clusters"
     if args.labels:
-        scores = label_scores(adata.obs["label"], adata.obs["scdsec"])
+        scores = score_labelled(adata.obs["label"], adata.obs["scdsec"], label_key=args.labels)
         with atomic_path(args.out / "metrics.json") as tmp:
             tmp.write_text(
                 json.dumps({"labels": args.labels, "seed": args.seed, **scores}, indent=1)
             )
+        left_out = scores.pop("n_unlabelled")
         summary += ", " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items())
+        if left_out:
+            summary += f" (on the labelled cells; {left_out} unlabelled cells left out)"
     print(f"{summary}; results in {args.out}/")
+
+
+def _check_cells(n_cells: int, graph: dict, n_clusters: int | str, args) -> None:
+    """Stop right after QC when the cells are too few for K (graph.n_neighbors) or for
+    --n-clusters: the workflow's check (:func:`scdsec.graph.check_cell_count`)."""
+    from .graph import build_knn_graph, check_cell_count
+
+    default = inspect.signature(build_knn_graph).parameters["n_neighbors"].default
+    check_cell_count(
+        n_cells,
+        n_neighbors=graph.get("n_neighbors", default),
+        n_clusters=n_clusters,
+        where=str(args.input),
+        cells="cells after QC",
+        neighbors_key="graph.n_neighbors",
+        clusters_key="--n-clusters",
+    )
+
+
+def _check_labelled(truth, args: argparse.Namespace) -> None:
+    """Stop before training, naming the input and the label key, when no cell has a label."""
+    from .metrics import labelled_cells
+
+    try:
+        labelled_cells(truth, label_key=args.labels)
+    except InputError as err:
+        raise InputError(f"{args.input}: {err}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,12 +250,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="QC, normalise, build the graph and cluster one count file",
         description="Runs the workflow's steps on one input file (any supported format) and "
         "writes DIR/scdsec.h5ad, DIR/clusters.tsv, DIR/loss.tsv, DIR/model/ and, with "
-        "--labels, DIR/metrics.json.",
+        "--labels, DIR/metrics.json (NMI, ARI, ACC, AMI on the labelled cells; n_unlabelled: "
+        "the cells without a label, clustered but left out of the scores).",
     )
     clu.add_argument("input", type=Path, help="counts: .h5ad, 10x .h5/.mtx, CSV/TSV, X/Y .h5, …")
     clu.add_argument("--out", type=Path, required=True, help="output folder")
     clu.add_argument("--n-clusters", default="auto", help="number of clusters, or auto (default)")
-    clu.add_argument("--labels", help="where the true cell types are (obs column, CSV column, Y)")
+    clu.add_argument(
+        "--labels",
+        help="where the true cell types are (obs column, CSV column, Y); cells whose label is "
+        "missing (NaN, None, empty) are clustered but not scored",
+    )
+    clu.add_argument(
+        "--format",
+        default="auto",
+        help="input format: auto (default: from the content), h5ad, zarr, 10x_h5, 10x_mtx, csv, "
+        "tsv, xy_h5 or cellblast_h5",
+    )
+    clu.add_argument(
+        "--cells-as",
+        default="auto",
+        choices=["auto", "rows", "columns"],
+        help="CSV/TSV: cells are the table's rows or columns (auto: only where the table says)",
+    )
+    clu.add_argument("--layer", help=".h5ad/.zarr: read the counts from this layer instead of X")
+    clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
     clu.add_argument("--seed", type=int, default=0)
     clu.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     clu.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")

@@ -1,12 +1,14 @@
 """Scoring the workflow's results: per-dataset metrics, the benchmark table, the experiments.
 
 * :func:`evaluate_dataset`: one row per method and seed (``results/{dataset}/metrics.tsv``,
-  columns :data:`METRIC_COLUMNS`): NMI, ARI, ACC, AMI against the true labels, the number of
-  clusters found, the silhouette of the labels in the method's embedding, k-means in the
-  method's embedding and in the PCA space of the normalised expression (the paper's Table 4),
-  and the time and peak memory of the method's steps (Snakemake's benchmark files). A dataset
-  without labels gets the label-free measures only (column ``labels`` is ``none``); a method
-  that could not run keeps its row, with NaN measures and its ``status`` and ``note``.
+  columns :data:`METRIC_COLUMNS`): NMI, ARI, ACC, AMI against the true labels (on the labelled
+  cells only, :func:`scdsec.metrics.score_labelled`; ``n_unlabelled`` counts the cells left
+  out), the number of clusters found, the silhouette of the labels in the method's embedding
+  (every cell), k-means in the method's embedding and in the PCA space of the normalised
+  expression (the paper's Table 4), and the time and peak memory of the method's steps
+  (Snakemake's benchmark files). A dataset without labels gets the label-free measures only
+  (column ``labels`` is ``none``); a method that could not run keeps its row, with NaN
+  measures and its ``status`` and ``note``.
 * :func:`benchmark_markdown`: the paper's Table 2 — mean ± sd over seeds per dataset × method
   for NMI and ARI, the best per dataset in bold, "—" for missing, and the average over datasets.
 * :func:`score_entries`: label scores of a list of runs (the ablation and sensitivity tables).
@@ -26,13 +28,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .metrics import label_scores, silhouette
+from ._errors import InputError
+from .metrics import LABEL_MEASURES, labelled_cells, score_labelled, silhouette
 
 logger = logging.getLogger("scdsec")
 
 PathLike = str | os.PathLike
 
-LABEL_MEASURES = ("nmi", "ari", "acc", "ami")
 #: Columns of ``results/{dataset}/metrics.tsv`` (and ``results/benchmark/scores.tsv``).
 METRIC_COLUMNS = [
     "dataset",
@@ -43,8 +45,9 @@ METRIC_COLUMNS = [
     "labels",  # true | none (no true labels: label-free measures only)
     "n_clusters",  # clusters found
     "n_clusters_given",  # the K the method was given (NaN for methods that find their own)
-    *LABEL_MEASURES,
-    "silhouette",  # of the method's labels in its own embedding
+    *LABEL_MEASURES,  # on the labelled cells only (scdsec.metrics.score_labelled)
+    "n_unlabelled",  # cells without a true label, left out of the label measures
+    "silhouette",  # of the method's labels in its own embedding (every cell)
     "kmeans_ari",  # k-means (K = n_clusters_eval) in the method's embedding
     "kmeans_silhouette",
     "pca_kmeans_ari",  # the same k-means in the PCA space of the normalised expression
@@ -128,16 +131,18 @@ def read_reference(graph: PathLike) -> tuple[pd.Series | None, np.ndarray, pd.In
     """True labels (``obs['label']``, None when absent), ``obsm['X_pca']`` and the cell names.
 
     ``graph`` is the workflow's graph file: the QC'd cells with the PCA of the normalised,
-    scaled highly variable genes.
+    scaled highly variable genes. The labels are strings, with None for cells whose label is
+    missing; which cells count as labelled is left to :func:`scdsec.metrics.score_labelled`.
     """
     adata = ad.read_h5ad(graph, backed="r")
     try:
         truth = None
         if "label" in adata.obs:
-            truth = adata.obs["label"].astype(object).where(adata.obs["label"].notna())
-            truth = truth.astype(str).where(truth.notna())
-            if truth.notna().sum() == 0:
-                truth = None
+            truth = pd.Series(
+                [None if pd.isna(v) else str(v) for v in adata.obs["label"].astype(object)],
+                index=adata.obs_names.copy(),
+                dtype=object,
+            )
         pca = np.asarray(adata.obsm["X_pca"], dtype=np.float64)
         return truth, pca, adata.obs_names.copy()
     finally:
@@ -150,18 +155,24 @@ def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     return kmeans_labels(x, k, seed=seed, n_init=n_init)
 
 
-def _label_columns(truth: pd.Series | None, pred: pd.Series) -> dict[str, float]:
-    """Label measures on the cells that have both a true label and a cluster."""
+def _label_columns(
+    truth: pd.Series | None, pred: pd.Series, label_key: str = "label"
+) -> dict[str, float]:
+    """Label measures and ``n_unlabelled`` of the cells in both ``truth`` and ``pred``.
+
+    The cells are matched by name; :func:`scdsec.metrics.score_labelled` leaves out those
+    without a true label. NaN for everything when there are no labels or no common cells.
+    """
     if truth is None:
-        return dict.fromkeys(LABEL_MEASURES, math.nan)
-    both = pd.concat([truth.rename("t"), pred.rename("p")], axis=1, join="inner").dropna()
+        return dict.fromkeys([*LABEL_MEASURES, "n_unlabelled"], math.nan)
+    both = pd.concat([truth.rename("t"), pred.rename("p")], axis=1, join="inner")
     if both.empty:
-        return dict.fromkeys(LABEL_MEASURES, math.nan)
-    return label_scores(both["t"].to_numpy(), both["p"].to_numpy())
+        return dict.fromkeys([*LABEL_MEASURES, "n_unlabelled"], math.nan)
+    return score_labelled(both["t"], both["p"].to_numpy(), label_key=label_key)
 
 
-def _ari(truth: pd.Series | None, pred: pd.Series) -> float:
-    return _label_columns(truth, pred)["ari"] if truth is not None else math.nan
+def _ari(truth: pd.Series | None, pred: pd.Series, label_key: str = "label") -> float:
+    return _label_columns(truth, pred, label_key)["ari"] if truth is not None else math.nan
 
 
 def score_result(
@@ -171,23 +182,37 @@ def score_result(
     k_eval: int | None,
     seed: int = 0,
     kmeans_n_init: int = 10,
+    label_key: str = "label",
 ) -> dict[str, float]:
-    """The measures of one method's result (NaN for what cannot be measured)."""
+    """The measures of one method's result (NaN for what cannot be measured).
+
+    The label measures (``nmi``, ``ari``, ``acc``, ``ami``, ``kmeans_ari``) are computed on
+    the labelled cells only (:func:`scdsec.metrics.score_labelled`; ``n_unlabelled`` counts
+    those left out); ``n_clusters`` and the silhouettes on every cell.
+    """
     row: dict[str, float] = dict.fromkeys(
-        ["n_clusters", *LABEL_MEASURES, "silhouette", "kmeans_ari", "kmeans_silhouette"], math.nan
+        [
+            "n_clusters",
+            *LABEL_MEASURES,
+            "n_unlabelled",
+            "silhouette",
+            "kmeans_ari",
+            "kmeans_silhouette",
+        ],
+        math.nan,
     )
     if result.labels is None:
         return row
     pred = result.labels
     row["n_clusters"] = float(pred.nunique())
-    row.update(_label_columns(truth, pred))
+    row.update(_label_columns(truth, pred, label_key))
     if result.embedding is not None and len(result.embedding) == len(pred):
         emb = result.embedding
         row["silhouette"] = silhouette(emb, pred.to_numpy(), seed=seed)
         k = k_eval or int(pred.nunique())
         if 2 <= k < len(pred):
             km = pd.Series(_kmeans(emb, k, seed, kmeans_n_init), index=pred.index)
-            row["kmeans_ari"] = _ari(truth, km)
+            row["kmeans_ari"] = _ari(truth, km, label_key)
             row["kmeans_silhouette"] = silhouette(emb, km.to_numpy(), seed=seed)
     return row
 
@@ -199,8 +224,15 @@ def evaluate_dataset(
     *,
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
+    label_key: str | None = None,
 ) -> pd.DataFrame:
     """Score every run of one dataset: one row per method and seed (:data:`METRIC_COLUMNS`).
+
+    The label measures (NMI, ARI, ACC, AMI and the k-means ARIs) are computed on the cells
+    with a true label only, by :func:`scdsec.metrics.score_labelled` — the function behind
+    ``scdsec cluster``'s ``metrics.json`` too; ``n_unlabelled`` counts the cells left out (0
+    when every cell is labelled, NaN when nothing was scored: no labels, or a missing run).
+    Silhouettes and ``n_clusters`` use every cell.
 
     Parameters
     ----------
@@ -217,8 +249,26 @@ def evaluate_dataset(
         labels, the number of clusters the method found).
     kmeans_n_init
         k-means restarts.
+    label_key
+        The dataset's name for its labels (its ``labels`` entry in the config), used in the
+        error message only; default ``label`` (the graph file's ``obs['label']``).
+
+    Returns
+    -------
+    A table of ``len(runs)`` rows and the columns :data:`METRIC_COLUMNS`.
+
+    Raises
+    ------
+    InputError
+        When the graph file has true labels (``obs['label']``) but no cell is labelled.
     """
     truth, pca, cells = read_reference(graph)
+    key = label_key or "label"
+    if truth is not None:
+        try:  # no labelled cell: fail before any k-means
+            labelled_cells(truth, label_key=key)
+        except InputError as err:
+            raise InputError(f"dataset {dataset} ({graph}): {err}") from None
     if isinstance(n_clusters, int | np.integer):
         k_eval: int | None = int(n_clusters)
     else:
@@ -240,12 +290,19 @@ def evaluate_dataset(
             "gpu_max_memory_mb": result.gpu_max_memory_mb,
         }
         row.update(
-            score_result(result, truth, k_eval=k_eval, seed=seed, kmeans_n_init=kmeans_n_init)
+            score_result(
+                result,
+                truth,
+                k_eval=k_eval,
+                seed=seed,
+                kmeans_n_init=kmeans_n_init,
+                label_key=key,
+            )
         )
         if k_eval is not None and seed not in reference:
             km = pd.Series(_kmeans(pca, k_eval, seed, kmeans_n_init), index=cells)
             reference[seed] = {
-                "pca_kmeans_ari": _ari(truth, km),
+                "pca_kmeans_ari": _ari(truth, km, key),
                 "pca_kmeans_silhouette": silhouette(pca, km.to_numpy(), seed=seed),
             }
         row.update(
@@ -257,7 +314,7 @@ def evaluate_dataset(
         row["preprocess_max_rss_mb"] = max((p["max_rss_mb"] for p in pre), default=math.nan)
         rows.append(row)
         logger.info(
-            "%s %s seed %d: %s, %s clusters, NMI %.3f, ARI %.3f",
+            "%s %s seed %d: %s, %s clusters, NMI %.3f, ARI %.3f (%s unlabelled cells left out)",
             dataset,
             run["method"],
             seed,
@@ -265,6 +322,7 @@ def evaluate_dataset(
             row["n_clusters"],
             row["nmi"],
             row["ari"],
+            row["n_unlabelled"],
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
 
@@ -294,10 +352,21 @@ def evaluate_step(
     runs: Sequence[Mapping[str, Any]],
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
+    label_key: str | None = None,
 ) -> pd.DataFrame:
-    """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``."""
+    """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``.
+
+    The entry point of ``workflow/scripts/evaluate.py``; the arguments are those of
+    :func:`evaluate_dataset`, ``output`` the TSV written (:func:`write_table`). Raises what
+    :func:`evaluate_dataset` raises.
+    """
     table = evaluate_dataset(
-        dataset, runs, graph, n_clusters=n_clusters, kmeans_n_init=kmeans_n_init
+        dataset,
+        runs,
+        graph,
+        n_clusters=n_clusters,
+        kmeans_n_init=kmeans_n_init,
+        label_key=label_key,
     )
     write_table(table, output)
     return table

@@ -1,4 +1,10 @@
-"""Clustering quality measures: with true labels (NMI, ARI, ACC, AMI) and without (silhouette)."""
+"""Clustering quality measures: with true labels (NMI, ARI, ACC, AMI) and without (silhouette).
+
+:func:`score_labelled` is the one place that decides which cells the label measures are
+computed on (the labelled ones, :func:`labelled_cells`); ``scdsec cluster --labels`` (its
+``metrics.json``) and the workflow's evaluation (``results/{dataset}/metrics.tsv``, through
+:mod:`scdsec.evaluate`) both call it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+
+from ._errors import InputError
+
+#: The label measures of :func:`label_scores` and :func:`score_labelled`, in this order.
+LABEL_MEASURES = ("nmi", "ari", "acc", "ami")
 
 
 def contingency(truth, pred) -> pd.DataFrame:
@@ -35,7 +46,11 @@ def accuracy(truth, pred) -> float:
 
 
 def label_scores(truth, pred) -> dict[str, float]:
-    """NMI, ARI, ACC and AMI of ``pred`` against ``truth``."""
+    """NMI, ARI, ACC and AMI of ``pred`` against ``truth``, on every cell given.
+
+    Missing labels are not left out here (NaN would become the type ``"nan"``): to score
+    partly labelled cells use :func:`score_labelled`.
+    """
     truth = np.asarray(truth).astype(str)
     pred = np.asarray(pred).astype(str)
     return {
@@ -44,6 +59,85 @@ def label_scores(truth, pred) -> dict[str, float]:
         "acc": accuracy(truth, pred),
         "ami": float(skm.adjusted_mutual_info_score(truth, pred)),
     }
+
+
+def labelled_cells(truth, *, label_key: str = "label") -> np.ndarray:
+    """Which cells carry a true label.
+
+    A cell is unlabelled when its label is missing (NaN, None, ``pd.NA``, NaT) or a string
+    that is empty or only white space; every other value is a label.
+
+    Parameters
+    ----------
+    truth
+        The true label of each cell: any 1-D array-like of length ``n_cells`` (a pandas
+        Series or Categorical, a NumPy array, a list).
+    label_key
+        The name of the labels where the user gave them (``--labels``, the dataset's
+        ``labels``); only used in the error message.
+
+    Returns
+    -------
+    Boolean array of shape ``(n_cells,)``, True for the labelled cells.
+
+    Raises
+    ------
+    InputError
+        When no cell is labelled (also when there are no cells).
+    """
+    values = np.asarray(pd.Series(truth).astype(object), dtype=object).ravel()
+    labelled = np.fromiter(
+        (not (pd.isna(v) or (isinstance(v, str) and not v.strip())) for v in values),
+        dtype=bool,
+        count=len(values),
+    )
+    if not labelled.any():
+        raise InputError(
+            f"no cell has a true label in {label_key!r}: all {len(values)} are missing "
+            "(NaN, None or empty), so there is nothing to score against"
+        )
+    return labelled
+
+
+def score_labelled(truth, pred, *, label_key: str = "label") -> dict[str, float | int]:
+    """The label measures of ``pred`` against ``truth`` on the labelled cells only.
+
+    The one function that decides which cells are scored: the cells that
+    :func:`labelled_cells` calls labelled. Unlabelled cells keep their clusters; they are
+    only left out of these measures, and counted. (Label-free measures such as
+    :func:`silhouette` are not computed here; the workflow computes them on every cell.)
+
+    Parameters
+    ----------
+    truth
+        True label of each cell, 1-D array-like of length ``n_cells``; NaN, None and empty
+        strings mark unlabelled cells.
+    pred
+        Cluster of each cell, 1-D array-like of the same length and order.
+    label_key
+        Name of the labels as the user gave them, for the error message.
+
+    Returns
+    -------
+    ``{"nmi", "ari", "acc", "ami"}`` (floats; NMI, ARI and AMI from scikit-learn, ACC after
+    Hungarian matching, :func:`accuracy`) computed on the labelled cells, and
+    ``"n_unlabelled"`` (int): the number of cells left out, 0 when every cell is labelled.
+
+    Raises
+    ------
+    ValueError
+        When ``truth`` and ``pred`` differ in length.
+    InputError
+        When no cell is labelled; the message names ``label_key``.
+    """
+    pred = np.asarray(pred).ravel()
+    labelled = labelled_cells(truth, label_key=label_key)
+    if len(labelled) != len(pred):
+        raise ValueError(f"{len(labelled)} true labels but {len(pred)} clusters")
+    truth = np.asarray(pd.Series(truth).astype(object), dtype=object).ravel()
+    scores: dict[str, float | int] = dict(label_scores(truth[labelled], pred[labelled]))
+    scores["n_unlabelled"] = int((~labelled).sum())
+    return scores
 
 
 def largest_type_kept(truth, pred) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._errors import InputError
 from .provenance import provenance
 
 logger = logging.getLogger("scdsec")
@@ -72,7 +73,13 @@ def record(adata: ad.AnnData, step: str, params: Mapping) -> None:
 
 @contextlib.contextmanager
 def step_log(log_file: PathLike | None) -> Iterator[None]:
-    """Route the package's log lines and Python warnings to ``log_file`` for one step."""
+    """Route the package's log lines and Python warnings to ``log_file`` for one step.
+
+    Bad input (:class:`scdsec.InputError`, whose message names the dataset or file and the
+    setting to change) ends the step's log with that message as one line, without a
+    traceback, and ends the script with exit status 1; any other error is logged with its
+    traceback and raised.
+    """
     from .settings import configure_logging
 
     if log_file is None:
@@ -85,6 +92,9 @@ def step_log(log_file: PathLike | None) -> Iterator[None]:
         warnings.simplefilter("default")
         try:
             yield
+        except InputError as err:
+            logger.error("%s", " ".join(str(err).split()))
+            raise SystemExit(1) from None
         except Exception:
             logger.exception("step failed")
             raise
@@ -111,7 +121,8 @@ def import_dataset(
 
     ``entry`` is the dataset's config entry: either ``simulate`` (arguments of
     :func:`scdsec.simulate.simulate_counts`) or ``source`` (URL or local path) with
-    optional ``checksum``, ``format``, ``labels``, ``metadata_columns``, ``cells_as``.
+    optional ``checksum``, ``format``, ``labels``, ``metadata_columns``, ``cells_as``,
+    ``layer``, ``genome``.
     True labels, when named, end up in ``obs['label']``.
     """
     from .io import fetch, read_counts
@@ -135,6 +146,8 @@ def import_dataset(
             labels=entry.get("labels"),
             metadata_columns=tuple(entry.get("metadata_columns") or ()),
             cells_as=entry.get("cells_as", "auto"),
+            layer=entry.get("layer"),
+            genome=entry.get("genome"),
         )
     adata.uns["dataset"] = name
     record(adata, "download", dict(entry))
@@ -143,11 +156,69 @@ def import_dataset(
     return adata
 
 
-def qc_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
-    """Read raw counts, apply :func:`scdsec.preprocessing.qc_filter`, write."""
+def _where(adata: ad.AnnData, input: PathLike) -> str:
+    """How a step's messages name its data: the dataset of ``config.yaml``, else the file."""
+    name = adata.uns.get("dataset")
+    return f"dataset {name}" if name else str(input)
+
+
+@contextlib.contextmanager
+def _named(where: str) -> Iterator[None]:
+    """Begin the message of an :class:`InputError` raised inside with ``where``."""
+    try:
+        yield
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+
+
+def check_cells(
+    adata: ad.AnnData,
+    input: PathLike,
+    *,
+    n_neighbors: int | None = None,
+    neighbors_key: str = "graph.n_neighbors",
+    n_clusters: int | str | None = None,
+) -> None:
+    """:func:`scdsec.graph.check_cell_count` on a step's cells after QC, in config terms.
+
+    The message names the dataset (``uns['dataset']``, else the file ``input``), the cells
+    after QC and the key: ``neighbors_key`` for ``n_neighbors`` and
+    ``datasets.<name>.n_clusters`` for ``n_clusters``.
+    """
+    from .graph import check_cell_count
+
+    name = adata.uns.get("dataset")
+    check_cell_count(
+        adata.n_obs,
+        n_neighbors=n_neighbors,
+        n_clusters=n_clusters,
+        where=_where(adata, input),
+        cells="cells after QC",
+        neighbors_key=neighbors_key,
+        clusters_key=f"datasets.{name}.n_clusters" if name else "n_clusters",
+    )
+
+
+def qc_step(
+    input: PathLike,
+    output: PathLike,
+    *,
+    n_neighbors: int | None = None,
+    n_clusters: int | str | None = None,
+    **params,
+) -> ad.AnnData:
+    """Read raw counts, apply :func:`scdsec.preprocessing.qc_filter`, write.
+
+    ``n_neighbors`` (``graph.n_neighbors``) and ``n_clusters`` (the dataset's) are not QC
+    settings: the cells left are checked against them (:func:`check_cells`), so that a run
+    stops at the first step that knows it cannot go on. They are not recorded.
+    """
     from .preprocessing import qc_filter
 
-    adata = qc_filter(ad.read_h5ad(input), **params)
+    raw = ad.read_h5ad(input)
+    with _named(_where(raw, input)):
+        adata = qc_filter(raw, **params)
+    check_cells(adata, input, n_neighbors=n_neighbors, n_clusters=n_clusters)
     record(adata, "qc", params)
     write_h5ad(adata, output)
     return adata
@@ -157,17 +228,27 @@ def normalize_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
     """Read QC'd counts, apply :func:`scdsec.preprocessing.normalize`, write."""
     from .preprocessing import normalize
 
-    adata = normalize(ad.read_h5ad(input), **params)
+    qc = ad.read_h5ad(input)
+    with _named(_where(qc, input)):
+        adata = normalize(qc, **params)
     record(adata, "normalize", params)
     write_h5ad(adata, output)
     return adata
 
 
-def graph_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
-    """Read normalised data, apply :func:`scdsec.graph.build_knn_graph`, write."""
+def graph_step(
+    input: PathLike, output: PathLike, *, neighbors_key: str = "graph.n_neighbors", **params
+) -> ad.AnnData:
+    """Read normalised data, apply :func:`scdsec.graph.build_knn_graph`, write.
+
+    Too few cells for ``n_neighbors`` stop the step with an :class:`InputError` that names
+    the dataset, its cells after QC and ``neighbors_key`` (the setting K came from).
+    """
     from .graph import build_knn_graph
 
-    adata = build_knn_graph(ad.read_h5ad(input), **params)
+    adata = ad.read_h5ad(input)
+    check_cells(adata, input, n_neighbors=params.get("n_neighbors"), neighbors_key=neighbors_key)
+    adata = build_knn_graph(adata, **params)
     record(adata, "graph", params)
     write_h5ad(adata, output)
     return adata
@@ -210,7 +291,7 @@ def train_step(
     params: Mapping,
     seed: int,
     threads: int | None = None,
-    deterministic: bool = False,
+    deterministic: bool | str = "auto",
     device: str = "auto",
     key: str = "scdsec",
 ) -> ad.AnnData:
@@ -218,13 +299,15 @@ def train_step(
 
     ``uns[key]`` also gets ``n_clusters_given`` (the K trained with) and, when trained on a
     GPU, ``gpu_max_memory_mb`` (``torch.cuda.max_memory_allocated()`` during training); the
-    train record in ``uns['scdsec_steps']`` gets the latter too.
+    train record in ``uns['scdsec_steps']`` gets the latter too. More clusters than cells
+    stop the step with an :class:`InputError` naming ``datasets.<name>.n_clusters``.
     """
     import torch
 
     from .tl import cluster
 
     adata = ad.read_h5ad(input)
+    check_cells(adata, input, n_clusters=n_clusters)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model = cluster(

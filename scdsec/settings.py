@@ -57,6 +57,27 @@ def set_threads(threads: int | None) -> None:
         pass
 
 
+def resolve_deterministic(deterministic: bool | str, device) -> bool:
+    """``deterministic`` as a bool: ``"auto"`` means on the CPU only.
+
+    On the CPU deterministic kernels cost no measurable time (``benchmarks/determinism.py``)
+    and make reruns with the same seed identical; on a GPU they slow scatter-adds down, so
+    ``"auto"`` leaves them off there.
+
+    Raises
+    ------
+    InputError
+        For any value other than True, False or ``"auto"``.
+    """
+    from ._errors import InputError
+
+    if deterministic == "auto":
+        return getattr(device, "type", str(device)) == "cpu"
+    if isinstance(deterministic, bool):
+        return deterministic
+    raise InputError(f"deterministic must be true, false or auto, got {deterministic!r}")
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed Python, NumPy and torch; with ``deterministic`` ask torch for deterministic kernels.
 
@@ -73,9 +94,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
 
 
 def progress_enabled(stream=None) -> bool:

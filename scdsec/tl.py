@@ -27,7 +27,7 @@ def cluster(
     n_runs: int = 1,
     device: str = "auto",
     threads: int | None = None,
-    deterministic: bool = False,
+    deterministic: bool | str = "auto",
     key_added: str = "scdsec",
 ) -> SCDSEC:
     """Train scDSEC on a prepared AnnData and store its results in it.

@@ -5,11 +5,18 @@ from __future__ import annotations
 import json
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+)
 
 from scdsec.cli import main
+from scdsec.metrics import accuracy
 
 FAST = {
     "normalize": {"n_top_genes": 150},
@@ -123,6 +130,7 @@ def test_cluster_writes_the_outputs(tmp_path, sim_file, fast_config, capsys):
     assert (clusters["cluster"].to_numpy() == result.obs["scdsec"].astype(str).to_numpy()).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["nmi"] <= 1 and metrics["labels"] == "cell_type"
+    assert metrics["n_unlabelled"] == 0  # every cell labelled
     assert (out / "model" / "model.pt").is_file()
     assert "results in" in capsys.readouterr().out
 
@@ -172,3 +180,190 @@ def test_missing_and_garbage_inputs(tmp_path, capsys):
     garbage.write_bytes(b"\x00\x01\x02 not a count matrix")
     assert main(["cluster", str(garbage), "--out", str(tmp_path / "o")]) == 2
     assert str(garbage) in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- partly labelled
+
+
+def _partly_labelled(tmp_path, *, fraction: float = 0.3, seed: int = 4):
+    """An .h5ad like case 04: obs['cell_type'] missing (NaN, a few empty) for ~30% of cells."""
+    from scdsec.simulate import simulate_counts
+
+    adata = simulate_counts(300, 300, 3, seed=seed, separation=1.0)
+    labels = adata.obs["cell_type"].astype(object).to_numpy()
+    rng = np.random.default_rng(seed)
+    gone = rng.choice(adata.n_obs, int(fraction * adata.n_obs), replace=False)
+    labels[gone] = np.nan
+    labels[gone[:5]] = ""  # an empty string is no label either
+    adata.obs["cell_type"] = pd.Categorical(labels)
+    path = tmp_path / "partly.h5ad"
+    adata.write_h5ad(path)
+    return path
+
+
+def _cluster_with_labels(tmp_path, path, capsys):
+    """``scdsec cluster PATH --labels cell_type`` with a tiny training; returns its outputs."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**FAST, "train": {"pretrain_epochs": 5, "epochs": 2}}))
+    out = tmp_path / "out"
+    cmd = ["cluster", str(path), "--out", str(out), "--n-clusters", "3", "--labels", "cell_type"]
+    assert main([*cmd, "--device", "cpu", "--config", str(config)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    clusters = pd.read_csv(out / "clusters.tsv", sep="\t", dtype=str).set_index("cell")
+    return metrics, clusters, capsys.readouterr().out
+
+
+def _assert_scored_on_labelled_cells(path, metrics, clusters):
+    """metrics.json's scores are those of scikit-learn on the labelled cells alone."""
+    truth = ad.read_h5ad(path).obs["cell_type"].astype(object).reindex(clusters.index)
+    known = truth.notna() & (truth.astype(str).str.strip() != "")
+    t, p = truth[known].astype(str).to_numpy(), clusters.loc[known, "cluster"].to_numpy()
+    assert metrics["n_unlabelled"] == int((~known).sum()) > 0
+    assert metrics["nmi"] == pytest.approx(normalized_mutual_info_score(t, p))
+    assert metrics["ari"] == pytest.approx(adjusted_rand_score(t, p))
+    assert metrics["ami"] == pytest.approx(adjusted_mutual_info_score(t, p))
+    assert metrics["acc"] == pytest.approx(accuracy(t, p))
+    # scoring "no label" as a type of its own (the old behaviour) gives another NMI
+    as_type = truth.fillna("nan").astype(str).to_numpy()
+    assert metrics["nmi"] != pytest.approx(
+        normalized_mutual_info_score(as_type, clusters["cluster"].to_numpy())
+    )
+
+
+def test_cluster_scores_the_labelled_cells_only(tmp_path, capsys):
+    path = _partly_labelled(tmp_path)
+    metrics, clusters, printed = _cluster_with_labels(tmp_path, path, capsys)
+    assert len(clusters) == ad.read_h5ad(path).n_obs  # unlabelled cells are clustered too
+    _assert_scored_on_labelled_cells(path, metrics, clusters)
+    assert f"{metrics['n_unlabelled']} unlabelled cells left out" in printed
+
+
+def test_cluster_case_04_labels_partly_missing(tmp_path, capsys, shared_cases):
+    path = shared_cases / "04-labels-partly-missing" / "partly_annotated.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    metrics, clusters, _ = _cluster_with_labels(tmp_path, path, capsys)
+    _assert_scored_on_labelled_cells(path, metrics, clusters)
+    assert metrics["n_unlabelled"] == 89 and metrics["labels"] == "cell_type"
+
+
+def test_cluster_without_any_label_is_one_line_naming_the_key(tmp_path, capsys):
+    path = _partly_labelled(tmp_path, fraction=1.0)
+    out = tmp_path / "out"
+    assert main(["cluster", str(path), "--out", str(out), "--labels", "cell_type"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'cell_type'" in err and str(path) in err
+    assert not (out / "scdsec.h5ad").exists()  # stopped before training
+
+
+# --------------------------------------------------------------------------- reader options
+
+
+def _tiny_config(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**FAST, "train": {"pretrain_epochs": 2, "epochs": 1}}))
+    return str(config)
+
+
+def test_cluster_reader_options_reach_the_reader(tmp_path, sim_file, capsys):
+    """--layer reads counts from a layer; --cells-as settles a table the content leaves open."""
+    adata = ad.read_h5ad(sim_file)
+    layered = ad.AnnData(obs=adata.obs, var=adata.var)
+    layered.layers["counts"] = adata.X
+    layered.write_h5ad(tmp_path / "layered.h5ad")
+    run = ["cluster", str(tmp_path / "layered.h5ad"), "--out", str(tmp_path / "a")]
+    assert main([*run, "--n-clusters", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no X" in err and "--layer counts" in err
+    config = _tiny_config(tmp_path)
+    assert main([*run, "--n-clusters", "3", "--layer", "counts", "--config", config]) == 0
+    assert (tmp_path / "a" / "clusters.tsv").exists()
+
+    table = tmp_path / "table.csv"
+    pd.DataFrame(adata.X.toarray(), index=[f"r{i}" for i in range(adata.n_obs)]).to_csv(table)
+    run = ["cluster", str(table), "--out", str(tmp_path / "b"), "--n-clusters", "3"]
+    assert main(run) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cells_as" in err and str(table) in err
+    assert not (tmp_path / "b").exists()
+    assert main([*run, "--cells-as", "rows", "--config", config]) == 0
+    assert len(pd.read_csv(tmp_path / "b" / "clusters.tsv", sep="\t")) == adata.n_obs
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "n_cells", "fmt"),
+    [
+        ("01-features-7-columns", [], 300, "10x_mtx"),
+        ("02-h5ad-without-X/no_X_counts_in_layer.h5ad", ["--layer", "counts"], 300, "h5ad"),
+        ("03-csv-cells-as-rows/cells_by_genes.csv.gz", [], 400, "csv"),
+    ],
+)
+def test_cluster_on_the_reader_cases(tmp_path, shared_cases, case, args, n_cells, fmt):
+    out = tmp_path / "out"
+    cmd = ["cluster", str(shared_cases / case), "--out", str(out), "--n-clusters", "3", *args]
+    assert main([*cmd, "--config", _tiny_config(tmp_path)]) == 0
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    assert result.n_obs == n_cells and result.uns["scdsec_source"]["format"] == fmt
+    assert result.n_vars > 100  # every gene was kept, none dropped as a "feature type"
+
+
+# --------------------------------------------------------------- too few cells (case 05)
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "expected"),
+    [
+        ([], None, "too few for graph.n_neighbors = 50"),
+        (["--n-clusters", "41"], {"graph": {"n_neighbors": 10}}, "--n-clusters = 41"),
+    ],
+)
+def test_too_few_cells_is_one_line_naming_the_count_and_the_key(
+    tmp_path, capsys, args, config, expected
+):
+    from scdsec.simulate import simulate_counts
+
+    path = tmp_path / "few.h5ad"
+    simulate_counts(40, 200, 3, seed=0, separation=1.0).write_h5ad(path)
+    cmd = ["cluster", str(path), "--out", str(tmp_path / "out"), *args]
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        cmd += ["--config", str(tmp_path / "c.yaml")]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{path}: 40 cells after QC" in err and expected in err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------- genes without counts (case 06)
+
+CASE_06 = {
+    "qc": {"min_cells_fraction": 0},
+    "normalize": {"flavor": "cell_ranger", "n_top_genes": 200},
+    "train": {"pretrain_epochs": 3, "epochs": 2},
+}
+
+
+def _cluster_genes_without_counts(tmp_path, path, config):
+    """``scdsec cluster --config`` with case 06's settings; the model's genes all have counts."""
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    cmd = ["cluster", str(path), "--out", str(out), "--n-clusters", "3", "--device", "cpu"]
+    assert main([*cmd, "--config", str(tmp_path / "c.yaml")]) == 0
+    genes = ad.read_h5ad(out / "scdsec.h5ad").var_names
+    assert len(genes) == 200
+    assert (np.asarray(ad.read_h5ad(path)[:, genes].X.sum(axis=0)).ravel() > 0).all()
+
+
+def test_cluster_with_many_genes_without_counts(tmp_path, mostly_zero_genes):
+    path = tmp_path / "mostly_zero.h5ad"
+    mostly_zero_genes.write_h5ad(path)
+    small = {"graph": {"n_neighbors": 10, "n_pcs": 20}, "model": {"dims": [32, 16, 8]}}
+    _cluster_genes_without_counts(tmp_path, path, {**CASE_06, **small})
+
+
+def test_cluster_case_06_many_all_zero_genes(tmp_path, shared_cases):
+    path = shared_cases / "06-many-all-zero-genes" / "mostly_zero_genes.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    _cluster_genes_without_counts(tmp_path, path, CASE_06)

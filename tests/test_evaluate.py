@@ -9,21 +9,33 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import (
+    adjusted_mutual_info_score,
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+)
 
 from scdsec import evaluate
+from scdsec._errors import InputError
+from scdsec.metrics import accuracy, label_scores, score_labelled
 
 N_CELLS = 120
 
 
-def _graph(path, *, labels: bool = True):
-    """A graph file: 3 well-separated types in a 5-D PCA space."""
+def _graph(path, *, labels: bool = True, unlabelled=()):
+    """A graph file: 3 well-separated types in a 5-D PCA space.
+
+    The cells at positions ``unlabelled`` get a missing label (NaN in ``obs['label']``).
+    """
     rng = np.random.default_rng(0)
     truth = np.repeat(["a", "b", "c"], N_CELLS // 3)
     centres = {"a": 0.0, "b": 6.0, "c": 12.0}
     pca = np.stack([rng.normal(centres[t], 1.0, 5) for t in truth]).astype(np.float32)
     obs = pd.DataFrame(index=[f"cell{i}" for i in range(N_CELLS)])
     if labels:
-        obs["label"] = pd.Categorical(truth)
+        stored = truth.astype(object)
+        stored[list(unlabelled)] = np.nan
+        obs["label"] = pd.Categorical(stored, categories=["a", "b", "c"])
     adata = ad.AnnData(X=np.zeros((N_CELLS, 2), dtype=np.float32), obs=obs)
     adata.obsm["X_pca"] = pca
     adata.write_h5ad(path)
@@ -123,6 +135,7 @@ def test_one_row_per_method_and_seed_with_the_measures(tmp_path, runs):
     assert perfect["seconds"] == 12.5 and perfect["max_rss_mb"] == 800.0
     assert perfect["preprocess_seconds"] == 5.0 and perfect["preprocess_max_rss_mb"] == 500.0
     assert perfect["labels"] == "true" and perfect["status"] == "ok"
+    assert perfect["n_unlabelled"] == 0  # every cell labelled
     noisy = table[table["method"] == "leiden"].iloc[0]
     assert noisy["ari"] < 0.2 and noisy["n_clusters"] == 4
     assert math.isnan(noisy["seconds"])  # no benchmark file: NaN, not an error
@@ -152,11 +165,84 @@ def test_a_dataset_without_labels_gets_label_free_measures_only(tmp_path, runs):
     _graph(tmp_path / "graph.h5ad", labels=False)
     table = evaluate.evaluate_dataset("nolabels", runs, tmp_path / "graph.h5ad", n_clusters="auto")
     assert (table["labels"] == "none").all()
-    for measure in ("nmi", "ari", "acc", "ami", "kmeans_ari", "pca_kmeans_ari"):
+    for measure in ("nmi", "ari", "acc", "ami", "n_unlabelled", "kmeans_ari", "pca_kmeans_ari"):
         assert table[measure].isna().all(), measure
     ran = table[table["status"] == "ok"]
     assert ran["silhouette"].notna().all() and ran["n_clusters"].notna().all()
     assert ran["kmeans_silhouette"].notna().all()  # k-means with the number each method found
+
+
+def test_score_labelled_leaves_out_the_unlabelled_cells_and_counts_them():
+    rng = np.random.default_rng(3)
+    truth = rng.choice(["a", "b", "c"], 90).astype(object)
+    pred = np.where(rng.random(90) < 0.7, pd.factorize(truth)[0], rng.integers(0, 3, 90))
+    truth[::4] = np.nan
+    truth[[1, 2, 3]] = [None, "", "  "]  # None and empty strings are no labels either
+    known = np.array([not (pd.isna(t) or not str(t).strip()) for t in truth])
+    t, p = truth[known].astype(str), pred[known]
+
+    scores = score_labelled(truth, pred, label_key="cell_type")
+    assert scores["n_unlabelled"] == int((~known).sum()) == 26
+    assert scores["nmi"] == pytest.approx(normalized_mutual_info_score(t, p))
+    assert scores["ari"] == pytest.approx(adjusted_rand_score(t, p))
+    assert scores["ami"] == pytest.approx(adjusted_mutual_info_score(t, p))
+    assert scores["acc"] == pytest.approx(accuracy(t, p))
+    # the same from a categorical with NaN (as read from an .h5ad), and from a Series
+    as_categorical = pd.Categorical(np.where(known, truth, None).tolist())
+    assert score_labelled(as_categorical, pred) == pytest.approx(scores)
+    assert score_labelled(pd.Series(truth, index=np.arange(90) + 7), pred) == pytest.approx(scores)
+    # every cell labelled: the plain scores and 0 left out
+    everyone = rng.choice(["x", "y"], 90)
+    assert score_labelled(everyone, pred) == pytest.approx(
+        {**label_scores(everyone, pred), "n_unlabelled": 0}
+    )
+
+
+def test_score_labelled_without_any_label_names_the_key():
+    with pytest.raises(InputError, match="'cell_type'") as err:
+        score_labelled([np.nan, None, ""], [0, 1, 1], label_key="cell_type")
+    assert len(str(err.value).splitlines()) == 1
+    with pytest.raises(ValueError, match="3 true labels but 2 clusters"):
+        score_labelled(["a", "b", "a"], [0, 1])
+
+
+def test_workflow_evaluation_scores_the_labelled_cells_only(tmp_path, runs):
+    """``evaluate_step`` (workflow/scripts/evaluate.py) scores with :func:`score_labelled`."""
+    unlabelled = np.arange(0, N_CELLS, 3)  # 40 cells, of every type
+    truth, _, _ = _graph(tmp_path / "graph.h5ad", unlabelled=unlabelled)
+    out = tmp_path / "metrics.tsv"
+    evaluate.evaluate_step(
+        tmp_path / "graph.h5ad", out, dataset="toy", runs=runs, n_clusters=3, label_key="ct"
+    )
+    table = evaluate.read_table(out)
+    assert list(table.columns) == evaluate.METRIC_COLUMNS
+    ran = table[table["status"] == "ok"]
+    assert (ran["n_unlabelled"] == len(unlabelled)).all() and (ran["labels"] != "none").all()
+    assert table.loc[table["status"] == "missing", "n_unlabelled"].isna().all()
+    perfect = ran[ran["method"] == "scdsec"].iloc[0]
+    for measure in ("nmi", "ari", "acc", "ami", "kmeans_ari", "pca_kmeans_ari"):
+        assert perfect[measure] == pytest.approx(1.0), measure  # NaN is no extra type
+    known = np.ones(N_CELLS, dtype=bool)
+    known[unlabelled] = False
+    stored = ad.read_h5ad(tmp_path / "graph.h5ad").obs["label"]
+    for run in (r for r in runs if r["method"] == "leiden"):
+        pred = ad.read_h5ad(run["h5ad"]).obs["leiden"].astype(str).to_numpy()
+        row = ran[(ran["method"] == "leiden") & (ran["seed"] == run["seed"])].iloc[0]
+        t, p = truth[known], pred[known]
+        assert row["nmi"] == pytest.approx(normalized_mutual_info_score(t, p), abs=1e-5)
+        assert row["ari"] == pytest.approx(adjusted_rand_score(t, p), abs=1e-5)
+        expected = score_labelled(stored, pred)  # what scdsec cluster's metrics.json would say
+        for measure in ("nmi", "ari", "acc", "ami", "n_unlabelled"):
+            assert row[measure] == pytest.approx(expected[measure], abs=1e-5), measure
+
+
+def test_workflow_evaluation_without_any_label_names_the_dataset_and_key(tmp_path, runs):
+    _graph(tmp_path / "graph.h5ad", unlabelled=range(N_CELLS))
+    with pytest.raises(InputError, match="dataset toy .*'cell_type'") as err:
+        evaluate.evaluate_dataset(
+            "toy", runs, tmp_path / "graph.h5ad", n_clusters=3, label_key="cell_type"
+        )
+    assert len(str(err.value).splitlines()) == 1
 
 
 def _scores():

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from scdsec.graph import build_knn_graph, knn_adjacency, knn_indices, knn_recall
+from scdsec import InputError
+from scdsec.graph import (
+    build_knn_graph,
+    check_cell_count,
+    knn_adjacency,
+    knn_indices,
+    knn_recall,
+)
 from scdsec.preprocessing import normalize, qc_filter
 
 
@@ -70,6 +78,22 @@ def test_approximate_index_agrees_with_exact_mostly(normalized):
 def test_too_few_cells_for_k_is_an_error():
     with pytest.raises(ValueError, match="n_neighbors"):
         knn_indices(np.zeros((5, 2)), 5)
+
+
+def test_cells_must_number_k_plus_one_and_n_clusters():
+    """The one check of the command line and the workflow (case 05): K + 1 cells, K clusters."""
+    check_cell_count(51, n_neighbors=50, n_clusters=51)
+    check_cell_count(3, n_neighbors=None, n_clusters="auto")
+    named = {"where": "dataset tiny", "cells": "cells after QC"}
+    with pytest.raises(InputError) as err:
+        check_cell_count(40, n_neighbors=50, neighbors_key="graph.n_neighbors", **named)
+    line = str(err.value)
+    assert line.startswith("dataset tiny: 40 cells after QC") and "\n" not in line
+    assert "graph.n_neighbors = 50" in line and "at most 39" in line
+    with pytest.raises(InputError, match=r"datasets\.tiny\.n_clusters = 41.*at most 40"):
+        check_cell_count(40, n_clusters=41, clusters_key="datasets.tiny.n_clusters", **named)
+    with pytest.raises(InputError, match="n_neighbors = 50"):
+        build_knn_graph(ad.AnnData(np.zeros((50, 4), dtype=np.float32)), n_neighbors=50)
 
 
 @pytest.mark.slow

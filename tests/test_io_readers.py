@@ -426,7 +426,7 @@ def test_xy_without_labels(truth, tmp_path) -> None:
 def test_csv_with_byte_order_mark(tmp_path) -> None:
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeff,G1,G2\n1,1,0\n2,0,3\n".encode())  # empty corner after the BOM
-    adata = read_counts(path)
+    adata = read_counts(path, cells_as="rows")
     assert list(adata.obs_names) == ["1", "2"] and list(adata.var_names) == ["G1", "G2"]
     np.testing.assert_array_equal(adata.X.toarray(), [[1, 0], [0, 3]])
 
@@ -451,17 +451,59 @@ def _gene_table(tmp_path: Path, index: list[str], columns: list[str], values) ->
     return path
 
 
-def test_tall_table_with_gene_names_is_genes_by_cells(tmp_path) -> None:
+def test_orientation_is_never_guessed_from_the_shape(tmp_path) -> None:
+    """A tall table of generic names does not decide: stop and ask; cells_as decides."""
     values = np.arange(30 * 12).reshape(30, 12) % 5
     path = _gene_table(
         tmp_path, [f"Gene{i}" for i in range(30)], [f"s{j}" for j in range(12)], values
     )
-    adata = read_counts(path)
+    _assert_input_error(path, "does not say whether cells are rows or columns", "cells_as")
+    adata = read_counts(path, cells_as="columns")
     assert adata.shape == (12, 30)
     assert list(adata.obs_names) == [f"s{j}" for j in range(12)]
     np.testing.assert_array_equal(adata.X.toarray(), values.T)
-    # cells_as overrides the rule
     assert read_counts(path, cells_as="rows").shape == (30, 12)
+
+
+@pytest.mark.parametrize(
+    ("corner", "shape"),
+    [
+        ("cell", (40, 25)),
+        ("Cell_ID", (40, 25)),
+        ("barcode", (40, 25)),
+        ("gene", (25, 40)),
+        ("gene_symbol", (25, 40)),
+    ],
+)
+def test_corner_cell_names_the_rows(tmp_path, corner: str, shape) -> None:
+    values = np.arange(40 * 25).reshape(40, 25) % 6
+    path = _gene_table(tmp_path, [f"x{i}" for i in range(40)], [f"y{j}" for j in range(25)], values)
+    frame = pd.read_csv(path, index_col=0).rename_axis(corner)
+    frame.to_csv(path)
+    assert read_counts(path).shape == shape
+
+
+def test_housekeeping_symbols_mark_the_genes(tmp_path) -> None:
+    values = np.arange(12 * 30).reshape(12, 30) % 5
+    genes = ["MT-CO1", "MT-ND1", "RPL13", "RPS6"] + [f"G{i}" for i in range(26)]
+    path = _gene_table(tmp_path, [f"s{i}" for i in range(12)], genes, values)
+    adata = read_counts(path)  # the header holds the genes: cells are rows
+    assert adata.shape == (12, 30) and adata.var_names[0] == "MT-CO1"
+    mouse = _gene_table(
+        tmp_path,
+        ["mt-Co1", "Rpl13", "Rps6"] + [f"g{i}" for i in range(27)],
+        [f"s{j}" for j in range(8)],
+        np.ones((30, 8)),
+    )
+    assert read_counts(mouse).shape == (8, 30)
+
+
+def test_orientation_is_logged_with_the_counts(tmp_path, caplog) -> None:
+    values = np.ones((10, 4))
+    path = _gene_table(tmp_path, [f"c{i}" for i in range(10)], [f"g{j}" for j in range(4)], values)
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        read_counts(path, cells_as="rows")
+    assert "cells are the table's rows (cells_as='rows'): 10 cells × 4 genes" in caplog.text
 
 
 def test_ensembl_ids_in_first_column_mean_cells_are_columns(tmp_path) -> None:
@@ -472,12 +514,13 @@ def test_ensembl_ids_in_first_column_mean_cells_are_columns(tmp_path) -> None:
     assert read_counts(path).shape == (40, 30)
 
 
-def test_unnamed_numeric_table_is_cells_by_genes(tmp_path) -> None:
+def test_unnamed_numeric_table_needs_cells_as(tmp_path) -> None:
     values = np.arange(20 * 6).reshape(20, 6) % 4
     path = tmp_path / "bare.tsv"
     pd.DataFrame(values).to_csv(path, sep="\t", header=False, index=False)
     assert detect_format(path) == "tsv"
-    adata = read_counts(path)
+    _assert_input_error(path, "row names absent, column names absent", "cells_as")
+    adata = read_counts(path, cells_as="rows")
     np.testing.assert_array_equal(adata.X.toarray(), values)
     assert adata.obs_names[0] == "cell_0" and adata.var_names[-1] == "gene_5"
 
@@ -493,7 +536,7 @@ def test_numeric_row_names_are_names_not_counts(tmp_path) -> None:
     ]
     r_style.write_text("\n".join(lines) + "\n")
     for path, first in ((pandas_style, "0"), (r_style, "1")):
-        adata = read_counts(path)
+        adata = read_counts(path, cells_as="rows")
         np.testing.assert_array_equal(adata.X.toarray(), values)
         assert adata.obs_names[0] == first and list(adata.var_names) == genes
 
@@ -507,7 +550,7 @@ def test_numeric_header_is_still_a_header(tmp_path, corner: bool) -> None:
         ",".join([f"c{i}", *map(str, row)]) for i, row in enumerate(values)
     ]
     (tmp_path / "entrez.csv").write_text("\n".join(lines) + "\n")
-    adata = read_counts(tmp_path / "entrez.csv")
+    adata = read_counts(tmp_path / "entrez.csv", cells_as="rows")
     np.testing.assert_array_equal(adata.X.toarray(), values)
     assert list(adata.var_names) == entrez and adata.obs_names[0] == "c0"
 
@@ -616,10 +659,36 @@ def test_ambiguous_10x_inputs(truth, tmp_path) -> None:
     _write_mtx_folder(tmp_path / "outs" / "raw", truth)
     _write_mtx_folder(tmp_path / "outs" / "filtered", truth)
     _assert_input_error(tmp_path / "outs", "several matrix files", "raw/matrix.mtx.gz")
-    path = write_10x_h5_v2(tmp_path, truth).path
-    with h5py.File(path, "a") as f:
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_multi_genome_10x_h5_needs_genome(truth, tmp_path) -> None:
+    """v2 genome groups and v3 genome columns alike: several genomes need ``genome``."""
+    v2 = write_10x_h5_v2(tmp_path, truth).path
+    with h5py.File(v2, "a") as f:
         f.copy("GRCh38", "mm10")
-    _assert_input_error(path, "2 genome groups")
+    v3 = write_10x_h5_v3(tmp_path, truth).path
+    with h5py.File(v3, "a") as f:
+        genomes = f["matrix/features/genome"]
+        genomes[::2] = b"mm10"
+    for path in (v2, v3):
+        _assert_input_error(path, "several genomes ('GRCh38', 'mm10')", "genome: GRCh38")
+        _assert_input_error(path, "no genome 'hg19'", genome="hg19")
+    np.testing.assert_array_equal(read_counts(v2, genome="mm10").X.toarray(), truth.counts)
+    mouse = read_counts(v3, genome="mm10")
+    with h5py.File(v3, "r") as f:
+        features = f["matrix/features"]
+        columns = (features[key][()] for key in ("id", "genome", "feature_type"))
+        kept = zip(*columns, strict=True)
+        expected = [i.decode() for i, g, t in kept if g == b"mm10" and t == b"Gene Expression"]
+    assert list(mouse.var["gene_ids"]) == expected and 0 < mouse.n_vars < N_GENES
+    _assert_input_error(
+        write_csv_rows(tmp_path, truth).path,
+        "genome='mm10' applies to 10x",
+        genome="mm10",
+        labels="cell_type",
+        metadata_columns=["batch"],
+    )
 
 
 def test_folder_without_matrix(tmp_path) -> None:
@@ -654,3 +723,148 @@ def test_real_10x_pbmc() -> None:
     assert adata.obs["label"].value_counts()["1"] == 1292  # class sizes from MANIFEST.md
     data = adata.X.data
     assert data.min() > 0 and np.array_equal(data, np.rint(data))
+
+
+# --------------------------------------------------------------------------- users' cases
+# ../shared/cases (README there): each case through its own file (skips when absent) and
+# through a file of the same shape written here.
+
+
+def _mtx_folder_with_features(
+    folder: Path, counts: np.ndarray, feature_rows: list[list[str]]
+) -> Path:
+    folder.mkdir()
+    scipy.io.mmwrite(folder / "matrix.mtx", sp.coo_matrix(counts.T))
+    (folder / "features.tsv").write_text("\n".join("\t".join(r) for r in feature_rows) + "\n")
+    barcodes = [
+        f"{''.join('ACGT'[(i >> (2 * k)) % 4] for k in range(12))}-1" for i in range(len(counts))
+    ]
+    (folder / "barcodes.tsv").write_text("\n".join(barcodes) + "\n")
+    return folder
+
+
+def test_features_with_seven_columns_keep_every_gene(tmp_path, caplog) -> None:
+    """Column 3 is a chromosome, not a 10x feature type: every gene stays (case 01)."""
+    counts = np.random.default_rng(0).poisson(1.0, size=(30, 20))
+    rows = [
+        [
+            f"ENSG{i:011d}",
+            f"GENE{i}",
+            str(i % 22 + 1),
+            str(1000 * i),
+            str(1000 * i + 500),
+            "+",
+            "protein_coding",
+        ]
+        for i in range(20)
+    ]
+    folder = _mtx_folder_with_features(tmp_path / "seven", counts, rows)
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        adata = read_counts(folder)
+    assert adata.shape == (30, 20) and adata.var_names[0] == "GENE0"
+    np.testing.assert_array_equal(adata.X.toarray(), counts)
+    assert "column 3 holds no 10x feature types" in caplog.text and "features.tsv" in caplog.text
+
+
+def test_features_without_gene_expression_name_the_types(tmp_path) -> None:
+    """Real feature types but none is Gene Expression: say so, never 'empty'."""
+    counts = np.ones((10, 4))
+    rows = [[f"ab{i}", f"CD{i}", "Antibody Capture"] for i in range(4)]
+    folder = _mtx_folder_with_features(tmp_path / "adt", counts, rows)
+    _assert_input_error(folder, "none of the 4 features is 'Gene Expression'", "Antibody Capture")
+
+
+def test_case_01_features_7_columns(shared_cases) -> None:
+    adata = read_counts(shared_cases / "01-features-7-columns")
+    assert adata.shape == (300, 300) and adata.X.nnz > 0
+    assert adata.var_names[0] == "GENE0" and adata.obs_names[0].endswith("-1")
+
+
+def _h5ad_counts_in_layer(path: Path, x: np.ndarray | None) -> np.ndarray:
+    counts = np.random.default_rng(1).poisson(2.0, size=(50, 30)).astype(np.float32)
+    adata = ad.AnnData(
+        X=x,
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(50)]),
+        var=pd.DataFrame(index=[f"g{j}" for j in range(30)]),
+    )
+    adata.layers["counts"] = sp.csr_matrix(counts)
+    adata.layers["log1p"] = np.log1p(counts)
+    adata.write_h5ad(path)
+    return counts
+
+
+def test_h5ad_without_x_reads_the_named_layer(tmp_path) -> None:
+    """No X, counts in a layer (case 02): recognised as AnnData; layer= reads them."""
+    path = tmp_path / "no_x.h5ad"
+    counts = _h5ad_counts_in_layer(path, None)
+    assert detect_format(path) == "h5ad"
+    _assert_input_error(
+        path, "has no X", "layers that hold whole numbers: 'counts'", "layer: counts"
+    )
+    np.testing.assert_array_equal(read_counts(path, layer="counts").X.toarray(), counts)
+    _assert_input_error(path, "no layer 'raw'", "'counts'", layer="raw")
+
+
+def test_h5ad_with_normalised_x_points_to_the_counts_layer(tmp_path) -> None:
+    path = tmp_path / "normalised.h5ad"
+    counts = _h5ad_counts_in_layer(path, np.zeros((50, 30), dtype=np.float32) + 0.5)
+    _assert_input_error(path, "non-integer values", "(in X)", "layer: counts")
+    _assert_input_error(path, "non-integer", "in layers['log1p']", layer="log1p")
+    np.testing.assert_array_equal(read_counts(path, layer="counts").X.toarray(), counts)
+
+
+def test_layer_is_refused_for_formats_without_layers(truth, tmp_path) -> None:
+    case = write_csv_rows(tmp_path, truth)
+    _assert_input_error(
+        case.path, "layer='counts' applies to AnnData files", layer="counts", **case.kwargs
+    )
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_anndata_zarr_store(tmp_path) -> None:
+    counts = np.random.default_rng(2).poisson(1.0, size=(20, 10)).astype(np.float32)
+    adata = ad.AnnData(X=sp.csr_matrix(counts))
+    adata.obs["cell_type"] = ["a", "b"] * 10
+    adata.write_zarr(tmp_path / "store.zarr")
+    assert detect_format(tmp_path / "store.zarr") == "zarr"
+    back = read_counts(tmp_path / "store.zarr", labels="cell_type")
+    np.testing.assert_array_equal(back.X.toarray(), counts)
+    assert list(back.obs["label"][:2]) == ["a", "b"]
+
+
+def test_case_02_h5ad_without_x(shared_cases) -> None:
+    path = shared_cases / "02-h5ad-without-X" / "no_X_counts_in_layer.h5ad"
+    _assert_input_error(path, "has no X", "'counts'")
+    adata = read_counts(path, layer="counts", labels="cell_type")
+    assert adata.shape == (300, 300) and adata.X.nnz > 0
+
+
+def _cells_as_rows_csv(path: Path, corner: str) -> np.ndarray:
+    """As case 03: gzipped, cells as rows, generic names, no label column."""
+    counts = np.random.default_rng(3).poisson(1.5, size=(60, 25))
+    frame = pd.DataFrame(
+        counts, index=[f"cell{i}" for i in range(60)], columns=[f"GENE{j}" for j in range(25)]
+    ).rename_axis(corner or None)
+    frame.to_csv(path, compression="gzip")
+    return counts
+
+
+def test_csv_cells_as_rows_with_generic_names(tmp_path) -> None:
+    """Case 03's kind: the corner word decides; without one, stop and ask for cells_as."""
+    named, bare = tmp_path / "named.csv.gz", tmp_path / "bare.csv.gz"
+    counts = _cells_as_rows_csv(named, "cell")
+    np.testing.assert_array_equal(read_counts(named).X.toarray(), counts)
+    _cells_as_rows_csv(bare, "")
+    _assert_input_error(
+        bare, "does not say whether cells are rows or columns", "'cell0'", "'GENE0'", "cells_as"
+    )
+    adata = read_counts(bare, cells_as="rows")
+    assert adata.shape == (60, 25) and adata.obs_names[0] == "cell0"
+
+
+def test_case_03_csv_cells_as_rows(shared_cases, caplog) -> None:
+    path = shared_cases / "03-csv-cells-as-rows" / "cells_by_genes.csv.gz"
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        adata = read_counts(path)
+    assert adata.shape == (400, 200)
+    assert "cells are the table's rows" in caplog.text and "400 cells × 200 genes" in caplog.text

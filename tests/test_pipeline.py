@@ -5,8 +5,8 @@ from __future__ import annotations
 import anndata as ad
 import pytest
 
-from scdsec import pp
-from scdsec.pipeline import atomic_path, train_step, write_h5ad
+from scdsec import InputError, pp
+from scdsec.pipeline import atomic_path, qc_step, step_log, train_step, write_h5ad
 
 FAST = {
     "preset": "default",
@@ -72,3 +72,43 @@ def test_auto_number_of_clusters_is_recorded(tmp_path, graph_file):
     )
     assert adata.uns["scdsec"]["n_clusters_estimated"] is True
     assert adata.obs["scdsec"].cat.categories.size == adata.uns["scdsec"]["n_clusters"] >= 2
+
+
+@pytest.fixture
+def package_logger():
+    """The package's logger, its handlers, level and propagation restored afterwards."""
+    import logging
+
+    logger = logging.getLogger("scdsec")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield logger
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_bad_input_ends_the_step_log_in_one_line_without_a_traceback(tmp_path, package_logger):
+    log = tmp_path / "step.log"
+    with pytest.raises(SystemExit) as end, step_log(log):
+        raise InputError("dataset d: 40 cells after QC, too few for graph.n_neighbors = 50")
+    assert end.value.code == 1
+    text = log.read_text()
+    assert "Traceback" not in text
+    assert text.strip().splitlines()[-1].endswith("too few for graph.n_neighbors = 50")
+    with pytest.raises(RuntimeError), step_log(log):  # a bug keeps its traceback
+        raise RuntimeError("bug")
+    assert "Traceback" in log.read_text()
+
+
+def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_counts):
+    raw = small_counts[:40].copy()
+    raw.uns["dataset"] = "few"
+    write_h5ad(raw, tmp_path / "counts.h5ad")
+    args = (tmp_path / "counts.h5ad", tmp_path / "qc.h5ad")
+    with pytest.raises(InputError, match=r"^dataset few: 40 cells after QC.*graph\.n_neighbors"):
+        qc_step(*args, n_neighbors=50, n_clusters=3)
+    with pytest.raises(InputError, match=r"^dataset few: 40 .*datasets\.few\.n_clusters = 41"):
+        qc_step(*args, n_neighbors=10, n_clusters=41)
+    with pytest.raises(InputError, match=r"^dataset few: QC left 0 cells.*qc\.min_genes"):
+        qc_step(*args, min_genes=10_000)
+    assert not args[1].exists()
+    qc_step(*args, n_neighbors=39, n_clusters=40)
+    assert ad.read_h5ad(args[1]).n_obs == 40

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import yaml
 
+from conftest import ROOT
+from scdsec import InputError
 from scdsec.preprocessing import normalize, qc_filter, size_factors
+
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+#: normalize.flavor values the config schema allows.
+FLAVORS = SCHEMA["properties"]["normalize"]["properties"]["flavor"]["enum"]
 
 
 def test_qc_drops_genes_under_one_percent_and_empty_cells(small_counts):
@@ -116,3 +124,86 @@ def test_hvgs_are_the_variable_genes(small_counts):
 def test_normalize_seurat_v3_runs_on_counts(small_counts):
     out = normalize(qc_filter(small_counts), n_top_genes=80, flavor="seurat_v3")
     assert out.n_vars == 80
+
+
+# ------------------------------------------------------- genes without counts (case 06)
+
+
+def _genes_with_counts(adata) -> np.ndarray:
+    return np.asarray(adata.X.sum(axis=0)).ravel() > 0
+
+
+def test_the_case_06_shape_ties_cell_rangers_bins_even_without_the_empty_genes(
+    mostly_zero_genes,
+):
+    """The fixture keeps what broke scanpy: among the genes with counts, more than 5% share one
+    mean, so cell_ranger's percentile bin edges coincide (scanpy: "Bin edges must be unique")."""
+    import scanpy as sc
+
+    lognorm = normalize(mostly_zero_genes, n_top_genes=10_000).layers["log1p"]
+    probe = ad.AnnData(lognorm.copy())
+    with pytest.raises(ValueError, match="Bin edges must be unique"):
+        sc.pp.highly_variable_genes(probe, n_top_genes=200, flavor="cell_ranger")
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_genes_without_counts_never_reach_hvg_selection(mostly_zero_genes, flavor):
+    with_counts = _genes_with_counts(mostly_zero_genes)
+    assert (~with_counts).sum() >= 400
+    qc = qc_filter(mostly_zero_genes, min_cells_fraction=0)
+    assert qc.uns["scdsec_qc"]["genes_removed_no_counts"] == (~with_counts).sum()
+    assert list(qc.var_names) == list(mostly_zero_genes.var_names[with_counts])
+    out = normalize(qc, n_top_genes=200, flavor=flavor)
+    assert 200 <= out.n_vars < qc.n_vars  # seurat keeps the genes tied at the cut too
+    assert (np.asarray(out.layers["counts"].sum(axis=0)).ravel() > 0).all()
+    assert np.isfinite(out.X).all()
+    # without QC, normalize leaves the genes without counts out by itself
+    direct = normalize(mostly_zero_genes, n_top_genes=200, flavor=flavor)
+    assert list(direct.var_names) == list(out.var_names)
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_n_top_genes_above_the_genes_with_counts_keeps_those(mostly_zero_genes, flavor):
+    out = normalize(mostly_zero_genes, n_top_genes=1000, flavor=flavor)
+    assert list(out.var_names) == list(
+        mostly_zero_genes.var_names[_genes_with_counts(mostly_zero_genes)]
+    )
+    assert out.uns["scdsec_preprocess"]["n_top_genes"] == out.n_vars
+
+
+def test_cell_ranger_with_merged_bins_is_scanpys_when_the_bins_are_distinct(small_counts):
+    import scanpy as sc
+
+    from scdsec.preprocessing import _cell_ranger_hvg
+
+    lognorm = normalize(qc_filter(small_counts), n_top_genes=10_000).layers["log1p"]
+    probe = ad.AnnData(lognorm.copy())
+    sc.pp.highly_variable_genes(probe, n_top_genes=50, flavor="cell_ranger")
+    np.testing.assert_array_equal(_cell_ranger_hvg(lognorm, 50), probe.var["highly_variable"])
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+def test_genes_a_flavor_cannot_rank_are_one_line_naming_the_keys(flavor):
+    """Four genes with the same count in every cell: no flavor can rank them (seurat_v3's loess
+    would end the process); the answer is a result or one line naming the settings."""
+    x = np.zeros((50, 30), dtype=np.float32)
+    x[:, :4] = 1
+    try:
+        out = normalize(ad.AnnData(sp.csr_matrix(x)), n_top_genes=2, flavor=flavor)
+    except InputError as err:
+        line = str(err)
+        assert "\n" not in line and "kwarg" not in line
+        assert f"normalize.flavor = {flavor}" in line and "normalize.n_top_genes = 2" in line
+        assert "4 genes with counts in 50 cells" in line
+    else:
+        assert out.n_vars == 2
+
+
+def test_counts_all_zero_or_all_filtered_are_one_line_naming_the_counts(small_counts):
+    zeros = ad.AnnData(sp.csr_matrix((20, 10), dtype=np.float32))
+    with pytest.raises(InputError, match=r"all zero \(20 cells × 10 genes\)"):
+        qc_filter(zeros)
+    with pytest.raises(InputError, match="0 of 10 genes and 0 of 20 cells have counts"):
+        normalize(zeros)
+    with pytest.raises(InputError, match=r"qc\.min_genes = 10000 removed 400 cells"):
+        qc_filter(small_counts, min_genes=10_000)

@@ -115,6 +115,75 @@ def test_simulated_proportions_need_one_weight_per_type(tmp_path):
     assert planned_jobs(tmp_path)["download"] == 1
 
 
+def failed_step_line(proc: subprocess.CompletedProcess, log: Path) -> str:
+    """The last line of a failed rule's log, which must hold no traceback."""
+    assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    text = log.read_text()
+    assert "Traceback" not in text, text
+    return text.strip().splitlines()[-1]
+
+
+FEW_CELLS = {
+    "run": ["few"],
+    "datasets": {
+        "few": {
+            "simulate": {"cells": 40, "genes": 200, "types": 3, "separation": 1.0},
+            "n_clusters": 3,
+        }
+    },
+    "normalize": {"n_top_genes": 100},
+}
+
+
+@pytest.mark.slow
+def test_too_few_cells_stop_the_workflow_in_one_line_naming_the_key(tmp_path):
+    """Case 05 on simulated cells: QC, the first step that knows the cells after QC, stops in
+    one line for K (graph.n_neighbors, default 50) and for n_clusters; a K raised after QC
+    stops the graph step the same way (naming the sweep's key for a sensitivity K)."""
+    config = yaml.safe_load(yaml.safe_dump(FEW_CELLS))
+    write_config(tmp_path, config)
+    qc_log = tmp_path / "logs/few/qc.log"
+    line = failed_step_line(snakemake(tmp_path, check=False), qc_log)
+    assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
+    assert not (tmp_path / "results/few/preprocess/qc.h5ad").exists()
+
+    config["graph"] = {"n_neighbors": 10}
+    config["datasets"]["few"]["n_clusters"] = 41
+    write_config(tmp_path, config)
+    qc_log.unlink()
+    line = failed_step_line(
+        snakemake(tmp_path, "results/few/preprocess/qc.h5ad", check=False), qc_log
+    )
+    assert "dataset few: 40 cells after QC" in line and "datasets.few.n_clusters = 41" in line
+
+    config["datasets"]["few"]["n_clusters"] = 3
+    write_config(tmp_path, config)
+    snakemake(tmp_path, "results/few/preprocess/qc.h5ad")
+    config["graph"]["n_neighbors"] = 50
+    write_config(tmp_path, config)
+    targets = [f"results/few/preprocess/graph_t100_k{k}.h5ad" for k in (50, 45)]
+    proc = snakemake(tmp_path, "--keep-going", *targets, check=False)
+    line = failed_step_line(proc, tmp_path / "logs/few/graph_t100_k50.log")
+    assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
+    line = failed_step_line(proc, tmp_path / "logs/few/graph_t100_k45.log")
+    assert "40 cells after QC" in line and "experiments.sensitivity.k = 45" in line
+
+
+@pytest.mark.slow
+def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
+    path = shared_cases / "05-fewer-cells-than-neighbours" / "tiny.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    config = {
+        "run": ["tiny"],
+        "datasets": {"tiny": {"source": str(path), "labels": "cell_type", "n_clusters": 3}},
+    }
+    write_config(tmp_path, config)
+    line = failed_step_line(snakemake(tmp_path, check=False), tmp_path / "logs/tiny/qc.log")
+    assert "dataset tiny: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
+    assert not (tmp_path / "results/tiny/preprocess/qc.h5ad").exists()
+
+
 @pytest.mark.slow
 def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path):
     write_config(tmp_path, TINY)

@@ -38,7 +38,9 @@ __all__ = ["FORMATS", "detect_format", "read_counts"]
 _log = logging.getLogger(__name__)
 
 #: Values of ``format`` that :func:`read_counts` accepts besides ``"auto"``.
-FORMATS = ("h5ad", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
+FORMATS = ("h5ad", "zarr", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
+# Formats that store an AnnData, whose counts may sit in a layer instead of X.
+_ANNDATA_FORMATS = ("h5ad", "zarr")
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -52,10 +54,31 @@ _MATRIX_FILES = ("matrix.mtx.gz", "matrix.mtx")
 _FEATURE_FILES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
 _BARCODE_FILES = ("barcodes.tsv.gz", "barcodes.tsv")
 _GENE_EXPRESSION = "Gene Expression"
+# The feature types 10x Genomics' pipelines write (features.tsv column 3, features/feature_type).
+# Other files put other things in column 3 (chromosomes, biotypes): only these make it types.
+_FEATURE_TYPES = frozenset(
+    {
+        _GENE_EXPRESSION,
+        "Antibody Capture",
+        "Antigen Capture",
+        "CRISPR Guide Capture",
+        "Multiplexing Capture",
+        "Peaks",
+        "Custom",
+    }
+)
 
-# Name patterns used to orient a CSV/TSV table (see read_counts).
+# What orients a CSV/TSV table (see read_counts): cell barcodes, Ensembl gene ids, the
+# mitochondrial and ribosomal-protein gene symbols every transcriptome holds (human, mouse),
+# and the word in the table's corner cell, which names what the rows are.
 _BARCODE = re.compile(r"[ACGT]{10,}")
 _GENE_ID = re.compile(r"ENS[A-Z]*G\d{6,}")
+_HOUSEKEEPING_SYMBOL = re.compile(r"^(mt-|MT-|Mt-|RP[LS]\d|Rp[ls]\d)")
+_MIN_HOUSEKEEPING_SYMBOLS = 3
+_CELL_WORDS = frozenset("cell cells cellid cellname cellbarcode barcode barcodes".split())
+_GENE_WORDS = frozenset(
+    "gene genes geneid geneids genename genesymbol symbol feature features".split()
+)
 
 
 @dataclass
@@ -78,6 +101,8 @@ def read_counts(
     labels: str | None = None,
     metadata_columns: Sequence[str] = (),
     cells_as: str = "auto",
+    layer: str | None = None,
+    genome: str | None = None,
 ) -> ad.AnnData:
     """Read a raw count matrix as cells × genes AnnData.
 
@@ -97,16 +122,27 @@ def read_counts(
         instead of ``X``. For other formats, names that must exist among the cell
         annotations (which are all kept in ``obs``).
     cells_as
-        CSV/TSV only: ``"rows"``, ``"columns"`` or ``"auto"``. The ``"auto"`` rule, first
-        match wins:
+        CSV/TSV only: ``"rows"``, ``"columns"`` or ``"auto"``. The ``"auto"`` rule decides
+        only from what the table says; the first rule that decides wins:
 
         1. ``labels`` or a ``metadata_columns`` name is in the header ⇒ cells are rows;
            in the first column ⇒ cells are columns.
-        2. Names that look like cell barcodes (a run of ≥ 10 of A/C/G/T) fill at least
-           half of the header, or Ensembl gene ids (``ENS…G000…``) half of the first
-           column ⇒ cells are columns; the converse ⇒ cells are rows.
-        3. The first column holds non-numeric names and the table has more rows than
-           columns ⇒ cells are columns (a genes × cells table); otherwise cells are rows.
+        2. The corner cell (above the row names) names the rows: ``cell``, ``cell_id``,
+           ``barcode`` … ⇒ cells are rows; ``gene``, ``gene_id``, ``symbol``, ``feature`` …
+           ⇒ cells are columns.
+        3. Names that look like cell barcodes (a run of ≥ 10 of A/C/G/T) fill at least half
+           of the header, or the first column looks like genes (Ensembl ids ``ENS…G000…`` in
+           at least half, or at least three mitochondrial / ribosomal-protein symbols such as
+           ``MT-CO1``, ``Rpl13``) ⇒ cells are columns; the converse ⇒ cells are rows.
+
+        When none decides, :class:`InputError` asks for ``cells_as`` (the shape is never
+        used to guess). The orientation, its reason and the resulting numbers of cells and
+        genes are logged.
+    layer
+        AnnData files (``.h5ad``, ``.zarr``) only: take the counts from ``layers[layer]``
+        instead of ``X`` (e.g. ``"counts"`` when ``X`` holds normalised values or is absent).
+    genome
+        10x HDF5 only: the genome to keep from a file with several (required there).
 
     Returns
     -------
@@ -122,7 +158,10 @@ def read_counts(
     ------
     InputError
         Missing or unreadable file, unknown layout, empty matrix, negative or non-integer
-        values, non-numeric columns not listed in ``metadata_columns``, or a ``labels`` /
+        values (for AnnData files the message names the layers that hold whole numbers), no
+        ``X`` and no ``layer``, a ``layer`` that is absent or given for another format,
+        non-numeric columns not listed in ``metadata_columns``, a table whose orientation its
+        content does not decide (with ``cells_as="auto"``), or a ``labels`` /
         ``metadata_columns`` key that is not in the file.
     """
     path = Path(path)
@@ -139,9 +178,19 @@ def read_counts(
             raise InputError(f"{path}: no such file or directory")
     else:
         raise InputError(f"{path}: unknown format {format!r}; expected 'auto' or one of {FORMATS}")
+    if genome is not None and fmt != "10x_h5":
+        raise InputError(f"{path}: genome={genome!r} applies to 10x HDF5 files; this file is {fmt}")
+    if layer is not None and fmt not in _ANNDATA_FORMATS:
+        raise InputError(
+            f"{path}: layer={layer!r} applies to AnnData files (.h5ad, .zarr); this file is {fmt}"
+        )
     try:
         if fmt in ("csv", "tsv"):
             parsed = _read_table(path, "\t" if fmt == "tsv" else ",", cells_as, requested)
+        elif fmt in _ANNDATA_FORMATS:
+            parsed = _read_anndata(path, fmt, layer)
+        elif fmt == "10x_h5":
+            parsed = _read_10x_h5(path, genome)
         else:
             parsed = _READERS[fmt](path)
     except InputError:
@@ -156,6 +205,7 @@ def detect_format(path: str | Path) -> str:
 
     Rules, in order:
 
+    - a folder holding ``.zgroup`` or ``zarr.json``: ``zarr`` (an AnnData zarr store);
     - a folder holding ``matrix.mtx(.gz)`` (in it or a subfolder) with
       ``features.tsv(.gz)`` or ``genes.tsv(.gz)`` and ``barcodes.tsv(.gz)`` beside it, or a
       zip / tar / tar.gz archive (ustar magic at offset 257, possibly inside gzip) holding
@@ -163,7 +213,8 @@ def detect_format(path: str | Path) -> str:
       gzipped), whose annotation files sit beside it;
     - HDF5 (``\\x89HDF``): group ``matrix`` with ``data``/``indices``/``indptr``/``shape``/
       ``barcodes``/``features`` (10x v3), or a genome-named group with ``genes`` (10x v2):
-      ``10x_h5``; ``X``, ``obs``, ``var`` with AnnData encoding attributes: ``h5ad``;
+      ``10x_h5``; ``obs`` and ``var`` with AnnData encoding attributes (``X`` may be
+      absent when the counts sit in a layer): ``h5ad``;
       ``exprs``, ``obs_names``, ``var_names``: ``cellblast_h5``; a 2-D top-level dataset
       ``X``: ``xy_h5``;
     - UTF-8 text (plain, gzip, or the only file of a zip) whose first line has tabs:
@@ -188,6 +239,8 @@ def detect_format(path: str | Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
     try:
+        if path.is_dir() and ((path / ".zgroup").is_file() or (path / "zarr.json").is_file()):
+            return "zarr"
         if path.is_dir():
             with _mtx_source(path) as (names, _, _):
                 _find_matrix(names, path)
@@ -255,7 +308,7 @@ def _detect_hdf5(path: Path) -> str:
         keys = sorted(f.keys())
         if _is_10x_group(f.get("matrix")):
             return "10x_h5"
-        if {"X", "obs", "var"} <= set(keys) and _is_anndata(f):
+        if {"obs", "var"} <= set(keys) and _is_anndata(f):  # X may be absent (layers only)
             return "h5ad"
         if {"exprs", "obs_names", "var_names"} <= set(keys):
             return "cellblast_h5"
@@ -454,14 +507,27 @@ def _one_line(exc: BaseException) -> str:
 # --------------------------------------------------------------------------- HDF5 readers
 
 
-def _read_h5ad(path: Path) -> _Parsed:
+def _read_anndata(path: Path, fmt: str, layer: str | None) -> _Parsed:
+    """An ``.h5ad`` or AnnData ``.zarr`` store, read by anndata; counts from X or a layer."""
+    read = ad.read_h5ad if fmt == "h5ad" else ad.read_zarr
     with warnings.catch_warnings():  # duplicated names get our own warning in _finish
         warnings.filterwarnings("ignore", message=r".* names are not unique")
-        adata = ad.read_h5ad(path)
-    if adata.X is None:
-        raise InputError(f"{path}: the h5ad file has no X matrix")
+        adata = read(path)
+    if layer is not None:
+        if layer not in adata.layers:
+            raise InputError(f"{path}: no layer {layer!r}; layers: {_list_keys(adata.layers)}")
+        matrix, where = adata.layers[layer], f"layers[{layer!r}]"
+    elif adata.X is None:
+        raise InputError(f"{path}: the AnnData file has no X; {_counts_layers_hint(adata)}")
+    else:
+        matrix, where = adata.X, "X"
+    try:
+        X = _csr32(matrix, path)
+    except InputError as err:
+        hint = _counts_layers_hint(adata, exclude=layer)
+        raise InputError(f"{err} (in {where}); {hint}") from None
     return _Parsed(
-        X=_csr32(adata.X, path),
+        X=X,
         obs_names=list(adata.obs_names),
         var_names=list(adata.var_names),
         obs=adata.obs.copy(),
@@ -469,30 +535,60 @@ def _read_h5ad(path: Path) -> _Parsed:
     )
 
 
-def _read_10x_h5(path: Path) -> _Parsed:
+def _counts_layers_hint(adata: ad.AnnData, exclude: str | None = None) -> str:
+    """Which layers hold whole non-negative numbers, as advice to set ``layer``."""
+    whole = [name for name in adata.layers if name != exclude and _holds_counts(adata.layers[name])]
+    if whole:
+        return (
+            f"layers that hold whole numbers: {_list_keys(whole)} — name one with "
+            f"layer: {whole[0]} (scdsec cluster --layer {whole[0]})"
+        )
+    return f"no layer holds whole numbers (layers: {_list_keys(list(adata.layers))})"
+
+
+def _holds_counts(matrix: sp.spmatrix | np.ndarray) -> bool:
+    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
+    try:
+        _check_counts(np.asarray(values), Path())
+    except InputError:
+        return False
+    return True
+
+
+def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
+    """Cell Ranger's HDF5 (v2 genome groups, v3 ``matrix``), read by scanpy.
+
+    Several genomes (a barnyard or multi-species reference) need ``genome``; this reader
+    adds that rule for v3 files (scanpy keeps every genome there), the count checks and the
+    Gene Expression filter with its messages (see :func:`_tenx`).
+    """
+    import scanpy as sc
+
     with h5py.File(path, "r") as f:
         if _is_10x_group(f.get("matrix")):
-            g = f["matrix"]
-            ids, names = g["features/id"][()], g["features/name"][()]
-            types = g["features/feature_type"][()] if "feature_type" in g["features"] else None
+            stored = f["matrix/features"].get("genome")
+            genomes = sorted(set(_names(stored[()]))) if stored is not None else []
         else:
-            genomes = [k for k in f if _is_10x_group(f[k])]
-            if len(genomes) != 1:
-                raise InputError(
-                    f"{path}: 10x HDF5 with {len(genomes)} genome groups {genomes}; expected one"
-                )
-            g = f[genomes[0]]
-            ids, names, types = g["genes"][()], g["gene_names"][()], None
-        n_genes, n_cells = (int(v) for v in g["shape"][()])
-        data = g["data"][()]
-        _check_counts(data, path)
-        # CSC genes × cells is CSR cells × genes with the same three arrays.
-        X = sp.csr_matrix(
-            (data.astype(np.float32), g["indices"][()], g["indptr"][()]), shape=(n_cells, n_genes)
+            genomes = sorted(k for k in f if _is_10x_group(f[k]))
+    if genome is None and len(genomes) > 1:
+        raise InputError(
+            f"{path}: 10x HDF5 with several genomes ({_list_keys(genomes)}); choose one with "
+            f"genome: {genomes[0]} in the dataset's entry (scdsec cluster --genome {genomes[0]})"
         )
-        barcodes = _names(g["barcodes"][()])
-    feature_types = None if types is None else _names(types)
-    return _tenx(path, X, barcodes, _names(ids), _names(names), feature_types)
+    if genome is not None and genome not in genomes:
+        raise InputError(f"{path}: no genome {genome!r}; genomes: {_list_keys(genomes)}")
+    with warnings.catch_warnings():  # duplicated names get our own warning in _finish
+        warnings.filterwarnings("ignore", message=r".* names are not unique")
+        adata = sc.read_10x_h5(path, genome=genome, gex_only=False)
+    types = list(adata.var["feature_types"]) if "feature_types" in adata.var else None
+    return _tenx(
+        path,
+        _csr32(adata.X, path),
+        list(adata.obs_names),
+        list(adata.var["gene_ids"]),
+        list(adata.var_names),
+        types,
+    )
 
 
 def _tenx(
@@ -510,6 +606,12 @@ def _tenx(
     if types is not None:
         var["feature_types"] = types
         keep = np.asarray(types) == _GENE_EXPRESSION
+        if not keep.any():
+            found = sorted(set(types))
+            raise InputError(
+                f"{path}: none of the {len(types)} features is {_GENE_EXPRESSION!r} (feature "
+                f"types: {_list_keys(found)}); there is no gene expression to cluster"
+            )
         if not keep.all():
             dropped = sorted(set(np.asarray(types)[~keep]))
             _log.info(
@@ -688,9 +790,32 @@ def _read_10x_mtx(path: Path) -> _Parsed:
         )
     ids = feature_table[0].tolist()
     symbols = feature_table[1].tolist() if feature_table.shape[1] > 1 else ids
-    types = feature_table[2].tolist() if feature_table.shape[1] > 2 else None
+    types = _feature_types(feature_table, f"{path}: {features}")
     X = _csr32(sp.csr_matrix(genes_by_cells).T, path)
     return _tenx(path, X, cell_names, ids, symbols, types)
+
+
+def _feature_types(table: pd.DataFrame, where: str) -> list[str] | None:
+    """Column 3 of a features file when it holds 10x feature types, else None (all genes).
+
+    Cell Ranger writes id, symbol, type; other tools write id, symbol and then chromosome,
+    position, strand or biotype. Column 3 counts as feature types only when every value is
+    one of :data:`_FEATURE_TYPES`; otherwise it is ignored, with a log line that says so.
+    """
+    if table.shape[1] < 3:
+        return None
+    values = table[2].tolist()
+    if set(values) <= _FEATURE_TYPES:
+        return values
+    examples = list(dict.fromkeys(values))[:3]
+    _log.info(
+        "%s: column 3 holds no 10x feature types (values such as %s): all %d features are "
+        "kept as genes",
+        where,
+        ", ".join(repr(v) for v in examples),
+        len(values),
+    )
+    return None
 
 
 def _read_tsv(stream: IO[bytes]) -> pd.DataFrame:
@@ -700,8 +825,6 @@ def _read_tsv(stream: IO[bytes]) -> pd.DataFrame:
 
 
 _READERS: dict[str, Callable[[Path], _Parsed]] = {
-    "h5ad": _read_h5ad,
-    "10x_h5": _read_10x_h5,
     "10x_mtx": _read_10x_mtx,
     "xy_h5": _read_xy_h5,
     "cellblast_h5": _read_cellblast_h5,
@@ -741,24 +864,52 @@ def _mostly(names: list[str] | None, pattern: re.Pattern[str]) -> bool:
     return bool(names) and 2 * sum(bool(pattern.search(n)) for n in names) >= len(names)
 
 
+def _look_like_genes(names: list[str] | None) -> bool:
+    if not names:
+        return False
+    housekeeping = sum(bool(_HOUSEKEEPING_SYMBOL.match(n)) for n in names)
+    return _mostly(names, _GENE_ID) or housekeeping >= _MIN_HOUSEKEEPING_SYMBOLS
+
+
 def _orientation(
     col_names: list[str] | None,
     row_names: list[str] | None,
-    textual_rows: bool,
+    corner: str | None,
     requested: list[str],
-    shape: tuple[int, int],
-) -> str:
-    """The ``cells_as="auto"`` rule documented in :func:`read_counts`."""
+) -> tuple[str | None, str]:
+    """The ``cells_as="auto"`` rule documented in :func:`read_counts`: (choice, reason).
+
+    The choice is None when the table does not decide; the reason then says why.
+    """
     wanted = set(requested)
     if col_names and wanted & set(col_names):
-        return "rows"
+        return "rows", f"the header holds {sorted(wanted & set(col_names))[0]!r}"
     if row_names and wanted & set(row_names):
-        return "columns"
-    cells_are_columns = _mostly(col_names, _BARCODE) or _mostly(row_names, _GENE_ID)
-    cells_are_rows = _mostly(row_names, _BARCODE) or _mostly(col_names, _GENE_ID)
-    if cells_are_columns != cells_are_rows:
-        return "columns" if cells_are_columns else "rows"
-    return "columns" if textual_rows and shape[0] > shape[1] else "rows"
+        return "columns", f"the first column holds {sorted(wanted & set(row_names))[0]!r}"
+    word = re.sub(r"[^a-z]", "", (corner or "").lower())
+    if word in _CELL_WORDS or word in _GENE_WORDS:
+        choice = "rows" if word in _CELL_WORDS else "columns"
+        return choice, f"the corner cell reads {corner!r}"
+    columns_say = {
+        "columns": _mostly(col_names, _BARCODE) or _look_like_genes(row_names),
+        "rows": _mostly(row_names, _BARCODE) or _look_like_genes(col_names),
+    }
+    if columns_say["columns"] != columns_say["rows"]:
+        choice = "columns" if columns_say["columns"] else "rows"
+        genes = row_names if choice == "columns" else col_names
+        what = "gene names" if _look_like_genes(genes) else "cell barcodes"
+        return choice, f"{what} label the {'rows' if choice == 'columns' else 'columns'}"
+    return None, (
+        "the table does not say whether cells are rows or columns (row names "
+        f"{_examples(row_names)}, column names {_examples(col_names)}, corner cell "
+        f"{corner!r}); set cells_as: rows or columns (scdsec cluster --cells-as)"
+    )
+
+
+def _examples(names: list[str] | None) -> str:
+    if not names:
+        return "absent"
+    return ", ".join(repr(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
 
 
 def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _Parsed:
@@ -796,12 +947,25 @@ def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _P
             )
         df.columns = col_names
     row_names = [str(v) for v in df.index] if has_index else None
-    textual_rows = has_index and not pd.api.types.is_numeric_dtype(df.index)
+    reason = f"cells_as={cells_as!r}"
     if cells_as == "auto":
-        cells_as = _orientation(col_names, row_names, textual_rows, requested, df.shape)
+        corner = first[0] if has_header and has_index and not short_header else None
+        choice, reason = _orientation(col_names, row_names, corner, requested)
+        if choice is None:
+            raise InputError(f"{path}: {reason}")
+        cells_as = choice
     if cells_as == "rows":
-        return _table_cells_as_rows(path, df, row_names, col_names, requested)
-    return _table_cells_as_columns(path, df, row_names, col_names, requested)
+        parsed = _table_cells_as_rows(path, df, row_names, col_names, requested)
+    else:
+        parsed = _table_cells_as_columns(path, df, row_names, col_names, requested)
+    _log.info(
+        "%s: cells are the table's %s (%s): %d cells × %d genes",
+        path,
+        cells_as,
+        reason,
+        *parsed.X.shape,
+    )
+    return parsed
 
 
 def _table_cells_as_rows(

@@ -62,8 +62,28 @@ def fit(
     start = time.perf_counter()
     rows = _pretrain(module, batches, tp, generator, start)
     rows += _train_jointly(module, batches, tp, generator, start, seed)
+    number_clusters_by_size(module, batches)
     module.eval()
     return rows
+
+
+def number_clusters_by_size(module: SCDSECModule, batches: CellBatches) -> None:
+    """Reorder the centres so that cluster 0 is the largest (canonical cluster ids).
+
+    K-means numbers its clusters arbitrarily, so two runs that find the same partition could
+    carry different ids. After this, the clusters (argmax Q) are numbered by decreasing size,
+    ties by the first cell (in AnnData order) each holds; empty clusters come last. Q's columns
+    and the centres move together, so nothing but the numbering changes.
+    """
+    labels = soft_assignment(module, batches.all_cells()).argmax(dim=1).cpu().numpy()
+    n_clusters = module.assignment.centers.shape[0]
+    sizes = np.bincount(labels, minlength=n_clusters)
+    first_cell = np.full(n_clusters, len(labels))
+    np.minimum.at(first_cell, labels, np.arange(len(labels)))
+    order = np.lexsort((first_cell, -sizes))  # the last key sorts first
+    with torch.no_grad():
+        centers = module.assignment.centers
+        centers.copy_(centers[torch.as_tensor(order, device=centers.device)])
 
 
 def _pretrain(

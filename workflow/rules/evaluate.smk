@@ -1,6 +1,7 @@
 rule evaluate:
-    """Score every method × seed of one dataset: NMI, ARI, ACC, AMI, clusters found, silhouette,
-    k-means in the embedding vs the PCA space, time and memory (one row each in metrics.tsv)."""
+    """Score every method × seed of one dataset: NMI, ARI, ACC, AMI (labelled cells only; the
+    cells left out in n_unlabelled), clusters found, silhouette, k-means in the embedding vs the
+    PCA space, time and memory (one row each in metrics.tsv)."""
     input:
         graph=graph_file(T, K),
         results=evaluate_inputs,
@@ -10,6 +11,7 @@ rule evaluate:
         runs=evaluate_runs,
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         kmeans_n_init=config["baselines"]["kmeans_n_init"],
+        label_key=lambda wildcards: dataset_entry(wildcards).get("labels") or "label",
     log:
         "logs/{dataset}/evaluate.log",
     benchmark:

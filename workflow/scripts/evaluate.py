@@ -16,4 +16,5 @@ with step_log(snakemake.log[0]):
         runs=snakemake.params.runs,
         n_clusters=snakemake.params.n_clusters,
         kmeans_n_init=snakemake.params.kmeans_n_init,
+        label_key=snakemake.params.label_key,
     )
