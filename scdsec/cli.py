@@ -168,6 +168,8 @@ def _cluster(args: argparse.Namespace) -> None:
             device=args.device,
             threads=args.threads,
             deterministic=config.get("deterministic", "auto"),
+            checkpoint_dir=args.out / "checkpoints",
+            checkpoint_every=args.checkpoint_every,
         )
     except InputError as err:
         raise InputError(f"{args.config or args.input}: {err}") from None
@@ -275,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clu.add_argument("--layer", help=".h5ad/.zarr: read the counts from this layer instead of X")
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
+    clu.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10,
+        help="epochs between training checkpoints in OUT/checkpoints/; rerunning a killed "
+        "command with the same --out resumes from the last one (default: 10)",
+    )
     clu.add_argument("--seed", type=int, default=0)
     clu.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     clu.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")

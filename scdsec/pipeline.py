@@ -294,6 +294,8 @@ def train_step(
     deterministic: bool | str = "auto",
     device: str = "auto",
     key: str = "scdsec",
+    checkpoint_dir: PathLike | None = None,
+    checkpoint_every: int = 10,
 ) -> ad.AnnData:
     """Read the graph step's output, train scDSEC with ``seed``, write :func:`write_results`.
 
@@ -319,6 +321,8 @@ def train_step(
         threads=threads,
         deterministic=deterministic,
         key_added=key,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
     )
     run = adata.uns[key]
     run["n_clusters_given"] = int(model.n_clusters)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 
 import anndata as ad
@@ -29,6 +30,8 @@ def cluster(
     threads: int | None = None,
     deterministic: bool | str = "auto",
     key_added: str = "scdsec",
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 10,
 ) -> SCDSEC:
     """Train scDSEC on a prepared AnnData and store its results in it.
 
@@ -50,6 +53,10 @@ def cluster(
         ``n_runs`` trainings; 2 is refused, as two runs cannot outvote each other).
     device, threads, deterministic
         Where and how reproducibly to train (see :mod:`scdsec.settings`).
+    checkpoint_dir, checkpoint_every
+        Save each run's training state in ``checkpoint_dir/seed<run seed>.pt`` every
+        ``checkpoint_every`` epochs, and resume a killed run from it (see
+        :meth:`scdsec.model.SCDSEC.train`). None: no checkpoints.
     key_added
         ``obs[key_added]`` gets the labels, ``obsm["X_" + key_added]`` the embedding,
         ``obsm[key_added + "_q"]`` the soft assignment, ``uns[key_added]`` the record.
@@ -84,7 +91,15 @@ def cluster(
     first = None
     for r, run_seed in enumerate(seeds):
         model = SCDSEC(adata, k, params, seed=run_seed)
-        model.train(device=device, threads=threads, deterministic=deterministic)
+        model.train(
+            device=device,
+            threads=threads,
+            deterministic=deterministic,
+            checkpoint=None
+            if checkpoint_dir is None
+            else Path(checkpoint_dir) / f"seed{run_seed}.pt",
+            checkpoint_every=checkpoint_every,
+        )
         model.annotate(adata, key_added=key_added if n_runs == 1 else f"{key_added}_run{r}")
         if first is None:
             first = model

@@ -132,6 +132,7 @@ def test_cluster_writes_the_outputs(tmp_path, sim_file, fast_config, capsys):
     assert 0 <= metrics["nmi"] <= 1 and metrics["labels"] == "cell_type"
     assert metrics["n_unlabelled"] == 0  # every cell labelled
     assert (out / "model" / "model.pt").is_file()
+    assert not (out / "checkpoints").exists()  # the training's checkpoints end with it
     assert "results in" in capsys.readouterr().out
 
 
@@ -367,3 +368,32 @@ def test_cluster_case_06_many_all_zero_genes(tmp_path, shared_cases):
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     _cluster_genes_without_counts(tmp_path, path, CASE_06)
+
+
+def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, monkeypatch):
+    """A crash leaves OUT/checkpoints/; the same command again resumes and ends alike."""
+    from scdsec.model import _training
+
+    config = _tiny_config(tmp_path)
+    cmd = ["cluster", str(sim_file), "--n-clusters", "3", "--config", config]
+    assert main([*cmd, "--out", str(tmp_path / "whole")]) == 0
+    real, calls = _training._epoch, []
+
+    def crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:
+            raise KeyboardInterrupt  # as Ctrl-C
+        return real(*args, **kwargs)
+
+    out = ["--out", str(tmp_path / "killed"), "--checkpoint-every", "1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(_training, "_epoch", crash)
+        with pytest.raises(KeyboardInterrupt):
+            main([*cmd, *out])
+    assert (tmp_path / "killed" / "checkpoints" / "seed0.pt").is_file()
+    assert not (tmp_path / "killed" / "clusters.tsv").exists()
+    assert main([*cmd, *out]) == 0
+    result = ad.read_h5ad(tmp_path / "killed" / "scdsec.h5ad")
+    assert result.uns["scdsec"]["resumed_from"] == {"stage": "pretrain", "epoch": 2}
+    whole = (tmp_path / "whole" / "clusters.tsv").read_text()
+    assert (tmp_path / "killed" / "clusters.tsv").read_text() == whole

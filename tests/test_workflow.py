@@ -346,3 +346,50 @@ def test_demo_trains_and_reruns_give_identical_clusters(tmp_path):
     first = (run_dir / "clusters.tsv").read_text()
     snakemake(tmp_path, "--forcerun", "train", str(run_dir.relative_to(tmp_path) / "clusters.tsv"))
     assert (run_dir / "clusters.tsv").read_text() == first
+
+
+@pytest.mark.slow
+def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
+    """Ctrl-C during training, rerun: the job resumes and ends with the uninterrupted labels."""
+    import os
+    import signal
+    import time
+
+    config = {
+        **TINY,
+        "seeds": [0],
+        "model": {"dims": [32, 16, 8]},
+        "train": {"pretrain_epochs": 100, "epochs": 20},
+        "checkpoint_every": 5,
+    }
+    target = "results/demo/scdsec/seed0/clusters.tsv"
+    runs = {}
+    for name in ("whole", "killed"):
+        (tmp_path / name).mkdir()
+        write_config(tmp_path / name, config)
+    snakemake(tmp_path / "whole", target)
+    killed = tmp_path / "killed"
+    snakemake(killed, "results/demo/preprocess/graph_t100_k10.h5ad")
+    checkpoint = killed / "results/checkpoints/demo/scdsec/seed0/seed0.pt"
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(killed), "--cores", "2", target]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=killed,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert checkpoint.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in the terminal
+    proc.wait(timeout=120)
+    assert not (killed / target).exists() and checkpoint.exists()
+    snakemake(killed, target)
+    log = (killed / "logs/demo/scdsec/seed0/train.log").read_text()
+    assert "resuming from" in log
+    for name in ("whole", "killed"):
+        runs[name] = (tmp_path / name / target).read_text()
+    assert runs["killed"] == runs["whole"]
+    assert not checkpoint.parent.exists()  # removed with the finished training

@@ -4,6 +4,7 @@ checkpoints."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from .._errors import InputError
 from ..graph import check_cell_count
 from ..provenance import provenance
 from . import _training
+from ._checkpoint import TrainingCheckpoint, fingerprint
 from ._data import CellBatches, CellData, make_batch, read_cells
 from ._modules import SCDSECModule
 from ._params import ModelParams, Params, TrainParams, get_preset
@@ -147,6 +149,8 @@ class SCDSEC:
         device: settings.DeviceOption | str = "auto",
         threads: int | None = None,
         deterministic: bool | str = "auto",
+        checkpoint: str | Path | None = None,
+        checkpoint_every: int = 10,
         **train_kwargs: Any,
     ) -> SCDSEC:
         """Pretrain, initialise the centres with k-means, then train with the joint objective.
@@ -164,6 +168,14 @@ class SCDSEC:
             Ask torch for deterministic kernels: ``True``, ``False`` or ``"auto"`` (default:
             on the CPU, where they cost no measurable time and make reruns identical, not on a
             GPU, where deterministic scatter-adds are slow).
+        checkpoint
+            A file for the training's state, saved every ``checkpoint_every`` epochs (written
+            under a temporary name, then moved into place). When it holds the state of this
+            same run (parameters, seed, clusters, cells, genes, device kind, deterministic
+            kernels), training resumes from it; on the CPU it then ends with the labels of an
+            uninterrupted run. Removed when training ends. None: no checkpoints.
+        checkpoint_every
+            Epochs between checkpoints (each stage counts its own epochs).
         **train_kwargs
             Single :class:`TrainParams` fields overriding ``params``, e.g. ``epochs=50``.
 
@@ -205,8 +217,25 @@ class SCDSEC:
                 record["n_parts"],
                 100 * record["edges_in_parts"],
             )
-        rows = _training.fit(self.module, batches, tp, seed=self.seed, generator=generator)
+        saver = None
+        if checkpoint is not None:
+            run = fingerprint(
+                params=self.params.to_dict(),
+                seed=self.seed,
+                n_clusters=self.n_clusters,
+                genes=self.genes,
+                cells=data.n_cells,
+                x=hashlib.sha256(np.ascontiguousarray(data.x).data).hexdigest(),
+                device=device.type,
+                deterministic=deterministic,
+            )
+            saver = TrainingCheckpoint(checkpoint, checkpoint_every, run)
+        rows = _training.fit(
+            self.module, batches, tp, seed=self.seed, generator=generator, checkpoint=saver
+        )
         self.is_trained = True
+        if saver is not None and saver.resumed is not None:
+            self._run["resumed_from"] = saver.resumed
         self._history = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
         self._run["batches"] = batches.describe()
         settings.logger.info("scDSEC: trained in %.1f s", time.perf_counter() - start)

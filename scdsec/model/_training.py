@@ -21,6 +21,7 @@ from tqdm import tqdm
 from .. import settings
 from ..graph import pca as principal_components
 from . import _losses
+from ._checkpoint import TrainingCheckpoint
 from ._data import Batch, CellBatches
 from ._graph import sample_non_edges
 from ._modules import SCDSECModule
@@ -38,6 +39,7 @@ def fit(
     *,
     seed: int,
     generator: torch.Generator,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Pretrain, start the centres, train jointly; return one history row per epoch.
 
@@ -53,18 +55,163 @@ def fit(
         Seeds k-means.
     generator
         CPU generator for non-edge sampling (and, through ``batches``, the batch order).
+    checkpoint
+        Where to save the state every few epochs; a saved state of the same run is resumed
+        (see :mod:`scdsec.model._checkpoint`), and removed once training ends.
 
     Returns
     -------
     History rows: ``stage``, ``epoch``, the loss terms (means over the epoch's batches, weighted
     by their cells), ``labels_changed`` and ``seconds`` since the start.
     """
-    start = time.perf_counter()
-    rows = _pretrain(module, batches, tp, generator, start)
-    rows += _train_jointly(module, batches, tp, generator, start, seed)
+    resumed = checkpoint.load() if checkpoint is not None else None
+    if resumed is not None:
+        module.load_state_dict(resumed["module"])
+        generator.set_state(resumed["generator"])
+    rows = list(resumed["rows"]) if resumed is not None else []
+    start = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
+    loop = _Loop(module, batches, tp, generator, start, checkpoint)
+    if resumed is None or resumed["stage"] == "pretrain":
+        rows = loop.pretrain(rows, resumed)
+        resumed = None
+    rows = loop.train_jointly(rows, seed, resumed)
     number_clusters_by_size(module, batches)
     module.eval()
+    if checkpoint is not None:
+        checkpoint.remove()
     return rows
+
+
+class _Loop:
+    """The two stages of :func:`fit` with what they share (and save in checkpoints)."""
+
+    def __init__(
+        self,
+        module: SCDSECModule,
+        batches: CellBatches,
+        tp: TrainParams,
+        generator: torch.Generator,
+        start: float,
+        checkpoint: TrainingCheckpoint | None,
+    ) -> None:
+        self.module, self.batches, self.tp = module, batches, tp
+        self.generator, self.start, self.checkpoint = generator, start, checkpoint
+
+    def pretrain(
+        self, rows: list[dict[str, Any]], resumed: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Stage 1: the network without the clustering term."""
+        module, tp = self.module, self.tp
+        network = [*module.encoder.parameters(), *module.decoder.parameters()]
+        optimizer = torch.optim.Adam(network, lr=tp.pretrain_lr)
+        first = 0
+        if resumed is not None:
+            optimizer.load_state_dict(resumed["optimizer"])
+            first = resumed["epoch"]
+        settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
+        bar = tqdm(
+            range(first, tp.pretrain_epochs),
+            desc="scDSEC pretrain",
+            initial=first,
+            total=tp.pretrain_epochs,
+            disable=not settings.progress_enabled(),
+        )
+        for epoch in bar:
+            terms = _epoch(module, self.batches, optimizer, tp, self.generator, target=None)
+            bar.set_postfix(loss=f"{terms['total']:.4f}")
+            rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms, **self._clock()})
+            self._save("pretrain", epoch + 1, optimizer, rows)
+        return rows
+
+    def train_jointly(
+        self, rows: list[dict[str, Any]], seed: int, resumed: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Stages 2–3: the k-means start of the centres, then the joint objective."""
+        module, batches, tp = self.module, self.batches, self.tp
+        optimizer = torch.optim.Adam(module.parameters(), lr=tp.lr)
+        if resumed is None:
+            labels, target, first = _init_centers(module, batches, tp, seed), None, 0
+        else:  # the centres came back with the module's state
+            optimizer.load_state_dict(resumed["optimizer"])
+            labels = resumed["labels"].numpy()
+            target = resumed["target"]
+            target = None if target is None else target.to(batches.device)
+            first = resumed["epoch"]
+        settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
+        bar = tqdm(
+            range(first, tp.epochs),
+            desc="scDSEC cluster",
+            initial=first,
+            total=tp.epochs,
+            disable=not settings.progress_enabled(),
+        )
+        for epoch in bar:
+            changed = float("nan")
+            if epoch % tp.update_interval == 0:
+                q = soft_assignment(module, batches.all_cells())
+                new_labels = q.argmax(dim=1).cpu().numpy()
+                changed = float(np.mean(new_labels != labels))
+                labels = new_labels
+                if epoch > 0 and changed < tp.tol:
+                    settings.logger.info(
+                        "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
+                        changed,
+                        tp.tol,
+                        epoch,
+                    )
+                    break
+                target = _losses.target_distribution(q, tp.target_frequency_exponent)
+            terms = _epoch(module, batches, optimizer, tp, self.generator, target=target)
+            bar.set_postfix(loss=f"{terms['total']:.4f}")
+            rows.append(
+                {
+                    "stage": "cluster",
+                    "epoch": epoch + 1,
+                    **terms,
+                    "labels_changed": changed,
+                    **self._clock(),
+                }
+            )
+            extra = {"labels": torch.as_tensor(labels), "target": target}
+            self._save("cluster", epoch + 1, optimizer, rows, **extra)
+        return rows
+
+    def _clock(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.start}
+
+    def _save(
+        self,
+        stage: str,
+        epoch: int,
+        optimizer: torch.optim.Optimizer,
+        rows: list[dict[str, Any]],
+        **extra: Any,
+    ) -> None:
+        if self.checkpoint is None or not self.checkpoint.due(epoch):
+            return
+        state = {name: t.detach().cpu() for name, t in self.module.state_dict().items()}
+        self.checkpoint.save(
+            {
+                "stage": stage,
+                "epoch": epoch,
+                "module": state,
+                "optimizer": _to_cpu(optimizer.state_dict()),
+                "generator": self.generator.get_state(),
+                "rows": rows,
+                **{k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in extra.items()},
+            }
+        )
+
+
+def _to_cpu(value: Any) -> Any:
+    """A state dict with every tensor on the CPU (checkpoints load on any device)."""
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
 
 
 def number_clusters_by_size(module: SCDSECModule, batches: CellBatches) -> None:

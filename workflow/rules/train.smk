@@ -16,6 +16,8 @@ rule train:
         model=train_params,
         seed=lambda wildcards: int(wildcards.seed),
         deterministic=config["deterministic"],
+        # outside the outputs, which Snakemake deletes before it reruns a job
+        checkpoint_dir="results/checkpoints/{dataset}/{method}/seed{seed}",
     threads: 4
     resources:
         gpu=1,

@@ -16,4 +16,7 @@ with step_log(snakemake.log[0]):
         seed=snakemake.params.seed,
         threads=snakemake.threads,
         deterministic=snakemake.params.deterministic,
+        # not params: how often to save does not change the result, so it reruns nothing
+        checkpoint_dir=snakemake.params.checkpoint_dir,
+        checkpoint_every=snakemake.config["checkpoint_every"],
     )
