@@ -12,6 +12,8 @@ import inspect
 import json
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
 
 from ._errors import InputError
@@ -94,13 +96,51 @@ def read_config(path: Path | None) -> dict:
 
 
 def _checked_section(config: dict, section: str, function, source: Path | None) -> dict:
-    """A config section as keyword arguments of ``function``; an unknown key is named."""
+    """A config section as keyword arguments of ``function``; an unknown key, or a value of
+    another type than ``function`` declares, is named."""
     values = dict(config.get(section) or {})
     known = set(inspect.signature(function).parameters) - {"adata"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"{source}: unknown key {section}.{unknown[0]} (known: {sorted(known)})")
+    hints = typing.get_type_hints(function)
+    for key, value in values.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise InputError(
+                f"{source}: {section}.{key} must be {_describe(hints[key])}, got {value!r}"
+            )
     return values
+
+
+def _matches(value: object, annotation: object) -> bool:
+    """Whether a YAML value fits a parameter's annotation (int, float, str, bool, None,
+    Literal and unions of them; anything else is left to the function)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return True
+
+
+def _describe(annotation: object) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return "null" if annotation is type(None) else names.get(annotation, str(annotation))
 
 
 def _batch_size(value: str) -> int | str:

@@ -156,6 +156,10 @@ def test_cluster_in_mini_batches(tmp_path, sim_file, fast_config):
         ([], {"graph": {"k": 3}}, "graph.k"),
         ([], {"train": {"epochz": 3}}, "train.epochz"),
         ([], {"model": {"alpha": 2.0}}, "alpha"),
+        ([], {"graph": {"n_neighbors": "ten"}}, "graph.n_neighbors must be an integer"),
+        ([], {"qc": {"min_cells_fraction": "lots"}}, "qc.min_cells_fraction must be a number"),
+        ([], {"normalize": {"flavor": "best"}}, "normalize.flavor must be one of 'seurat'"),
+        ([], {"qc": {"max_counts": True}}, "qc.max_counts must be a number or null"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_problem(
@@ -397,3 +401,50 @@ def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, m
     assert result.uns["scdsec"]["resumed_from"] == {"stage": "pretrain", "epoch": 2}
     whole = (tmp_path / "whole" / "clusters.tsv").read_text()
     assert (tmp_path / "killed" / "clusters.tsv").read_text() == whole
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    from bad_inputs import write_bad_inputs
+
+    return write_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+BAD_INPUT_NAMES = [
+    "truncated",
+    "not_hdf5",
+    "empty",
+    "negative",
+    "nan",
+    "infinite",
+    "fractional",
+    "label_missing",
+    "label_length",
+    "all_genes_filtered",
+    "not_a_10x_folder",
+]
+
+
+@pytest.mark.parametrize("name", BAD_INPUT_NAMES)
+def test_bad_input_stops_in_one_line_and_loses_nothing(tmp_path, bad_inputs, capsys, name):
+    from bad_inputs import digest
+
+    bad = bad_inputs[name]
+    before = digest(bad.path)
+    cmd = ["cluster", str(bad.path), "--out", str(tmp_path / "out"), "--n-clusters", "3"]
+    if "labels" in bad.entry:
+        cmd += ["--labels", bad.entry["labels"]]
+    if bad.config:
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad.config))
+        cmd += ["--config", str(tmp_path / "config.yaml")]
+    assert main(cmd) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    for fragment in bad.expected:
+        assert fragment in lines[0], lines[0]
+    assert not (tmp_path / "out").exists()  # nothing half-written
+    assert digest(bad.path) == before  # the input is untouched

@@ -393,3 +393,41 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
         runs[name] = (tmp_path / name / target).read_text()
     assert runs["killed"] == runs["whole"]
     assert not checkpoint.parent.exists()  # removed with the finished training
+
+
+@pytest.mark.slow
+def test_every_bad_input_stops_its_dataset_in_one_line_and_loses_nothing(tmp_path):
+    """The kinds of tests/bad_inputs.py plus a checksum mismatch, all in one keep-going run."""
+    from bad_inputs import digest, write_bad_inputs
+
+    bad = write_bad_inputs(tmp_path / "inputs")
+    datasets = {name: {"source": str(b.path), **b.entry} for name, b in bad.items()}
+    datasets["checksum"] = {
+        "source": str(tmp_path / "inputs/whole.h5ad"),
+        "checksum": "sha256:" + "0" * 64,
+    }
+    config = {
+        **TINY,
+        "run": list(datasets),
+        "datasets": {name: {"n_clusters": 3, **entry} for name, entry in datasets.items()},
+        "qc": {"min_cells_fraction": 0.5},  # what empties sparse_genes.csv
+    }
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    write_config(workdir, config)
+    before = {name: digest(Path(entry["source"])) for name, entry in datasets.items()}
+    targets = [f"results/{name}/preprocess/qc.h5ad" for name in datasets]
+    proc = snakemake(workdir, "--keep-going", *targets, check=False)
+    expected = {name: b.expected for name, b in bad.items()}
+    expected["checksum"] = ("whole.h5ad", "checksum mismatch")
+    # QC names the dataset (its file was read in the download step), not the file
+    expected["all_genes_filtered"] = ("dataset all_genes_filtered", "qc.min_cells_fraction")
+    for name, fragments in expected.items():
+        step = "qc" if name == "all_genes_filtered" else "download"
+        line = failed_step_line(proc, workdir / f"logs/{name}/{step}.log")
+        for fragment in fragments:
+            assert fragment in line, (name, line)
+        assert not (workdir / f"results/{name}/preprocess/qc.h5ad").exists()
+        if step == "download":
+            assert not (workdir / f"resources/{name}/counts.h5ad").exists()
+        assert digest(Path(datasets[name]["source"])) == before[name]

@@ -92,6 +92,8 @@ class _Parsed:
     var: pd.DataFrame | None = None
     # Keys a ``labels``/``metadata_columns`` entry may name (default: the obs columns).
     available: list[str] | None = None
+    # Lengths of annotations that could not join obs: their length is not the number of cells.
+    misfits: dict[str, int] | None = None
 
 
 def read_counts(
@@ -375,6 +377,12 @@ def _finish(
     obs = pd.DataFrame(index=obs_names) if parsed.obs is None else parsed.obs.set_axis(obs_names)
     var = pd.DataFrame(index=var_names) if parsed.var is None else parsed.var.set_axis(var_names)
     for key in requested:
+        if key not in obs.columns and key in (parsed.misfits or {}):
+            what = "labels" if key == labels else "metadata column"
+            raise InputError(
+                f"{path}: {what} {key!r} hold {parsed.misfits[key]} values but the matrix has "
+                f"{n_cells} cells"
+            )
         if key not in obs.columns:
             available = obs.columns if parsed.available is None else parsed.available
             what = "label key" if key == labels else "metadata column"
@@ -647,7 +655,8 @@ def _read_xy_h5(path: Path) -> _Parsed:
         obs = pd.DataFrame(
             {k: _decoded(d[()].ravel()) for k, d in annotations.items() if d.size == X.shape[0]},
         )
-    return _Parsed(X=X, obs=obs, available=list(annotations))
+        misfits = {k: d.size for k, d in annotations.items() if d.size != X.shape[0]}
+    return _Parsed(X=X, obs=obs, available=list(annotations), misfits=misfits)
 
 
 def _read_cellblast_h5(path: Path) -> _Parsed:
@@ -664,10 +673,16 @@ def _read_cellblast_h5(path: Path) -> _Parsed:
                 f"{path}: exprs has shape {exprs.shape} but there are {n_obs} obs_names "
                 f"and {n_var} var_names"
             )
-        obs, obs_keys = _group_frame(f.get("obs"), n_obs)
-        var, _ = _group_frame(f.get("var"), n_var)
+        obs, obs_keys, misfits = _group_frame(f.get("obs"), n_obs)
+        var, _, _ = _group_frame(f.get("var"), n_var)
     return _Parsed(
-        X=X, obs_names=obs_names, var_names=var_names, obs=obs, var=var, available=obs_keys
+        X=X,
+        obs_names=obs_names,
+        var_names=var_names,
+        obs=obs,
+        var=var,
+        available=obs_keys,
+        misfits=misfits,
     )
 
 
@@ -695,16 +710,17 @@ def _cellblast_sparse(group: h5py.Group, n_obs: int, n_var: int, path: Path) -> 
     return X
 
 
-def _group_frame(group: h5py.Group | None, n: int) -> tuple[pd.DataFrame | None, list[str]]:
-    """One column per 1-D dataset of length ``n`` in ``group``; also all its keys."""
+def _group_frame(
+    group: h5py.Group | None, n: int
+) -> tuple[pd.DataFrame | None, list[str], dict[str, int]]:
+    """One column per 1-D dataset of length ``n`` in ``group``; all its keys; the lengths of
+    its 1-D datasets of another length."""
     if not isinstance(group, h5py.Group):
-        return None, []
-    columns = {
-        k: _decoded(d[()])
-        for k, d in group.items()
-        if isinstance(d, h5py.Dataset) and d.ndim == 1 and len(d) == n
-    }
-    return pd.DataFrame(columns, index=pd.RangeIndex(n)), list(group.keys())
+        return None, [], {}
+    vectors = {k: d for k, d in group.items() if isinstance(d, h5py.Dataset) and d.ndim == 1}
+    columns = {k: _decoded(d[()]) for k, d in vectors.items() if len(d) == n}
+    misfits = {k: len(d) for k, d in vectors.items() if len(d) != n}
+    return pd.DataFrame(columns, index=pd.RangeIndex(n)), list(group.keys()), misfits
 
 
 # --------------------------------------------------------------------------- 10x mtx
@@ -736,10 +752,21 @@ def _mtx_source(
         yield names, lambda name: (folder / name).open("rb"), path.name
 
 
+def _describe_files(names: list[str], limit: int = 5) -> str:
+    """What a folder or archive holds, in a few words: its first names and how many."""
+    if not names:
+        return "no files"
+    shown = ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
+    return f"{len(names)} file{'s' if len(names) > 1 else ''} ({shown}): point to the count file"
+
+
 def _find_matrix(names: list[str], path: Path) -> str:
     found = [n for n in names if posixpath.basename(n) in _MATRIX_FILES]
     if not found:
-        raise InputError(f"{path}: no matrix.mtx(.gz) in this folder or archive")
+        raise InputError(
+            f"{path}: not a 10x matrix folder or archive (no matrix.mtx(.gz)); it holds "
+            f"{_describe_files(names)}"
+        )
     if len(found) > 1:
         raise InputError(f"{path}: several matrix files ({', '.join(found)}); point to one folder")
     return found[0]
