@@ -868,3 +868,26 @@ def test_case_03_csv_cells_as_rows(shared_cases, caplog) -> None:
         adata = read_counts(path)
     assert adata.shape == (400, 200)
     assert "cells are the table's rows" in caplog.text and "400 cells × 200 genes" in caplog.text
+
+
+@pytest.mark.parametrize("genes_by_cells", [False, True], ids=["cells-x-genes", "genes-x-cells"])
+def test_xy_names_survive(tmp_path, genes_by_cells: bool) -> None:
+    """gene_names / cell_names beside X name the genes and cells; label_names names Y's codes."""
+    counts = np.random.default_rng(5).poisson(1.0, size=(40, 25)).astype(np.float32)
+    with h5py.File(tmp_path / "named.h5", "w") as f:
+        f["X"] = counts.T if genes_by_cells else counts
+        f["Y"] = np.arange(40) % 3
+        f["cell_names"] = _bytes([f"AAACCTG{i:04d}-1" for i in range(40)])
+        f["gene_names"] = _bytes([f"Gene{j}" for j in range(25)])
+        f["label_names"] = _bytes(["B cell", "NK", "T cell"])
+    adata = read_counts(tmp_path / "named.h5", labels="Y")
+    np.testing.assert_array_equal(adata.X.toarray(), counts)
+    assert adata.obs_names[1] == "AAACCTG0001-1" and adata.var_names[2] == "Gene2"
+    assert list(adata.obs["label"][:4]) == ["B cell", "NK", "T cell", "B cell"]
+
+
+def test_real_xy_with_names(shared_data) -> None:
+    adata = read_counts(shared_data / "zheng_sorted_pbmc.h5", labels="Y")
+    assert adata.shape == (2140, 8863)
+    assert not adata.obs_names[0].startswith("cell_") and "ISG15" in adata.var_names
+    assert adata.obs["label"].cat.categories.size == 9 and "nk" in adata.obs["label"].cat.categories

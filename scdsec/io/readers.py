@@ -637,26 +637,68 @@ def _tenx(
 
 
 def _read_xy_h5(path: Path) -> _Parsed:
+    """``X`` (cells × genes, or genes × cells as R writes it) with cell vectors such as ``Y``;
+    ``gene_names`` / ``cell_names`` datasets name the genes and cells, and ``label_names``
+    (or ``<key>_names``) names the integer codes of ``Y`` (or ``<key>``), codes from 0."""
     with h5py.File(path, "r") as f:
         x = f["X"]
-        # cell annotations such as Y: vectors, also stored as n × 1 or 1 × n (e.g. MATLAB)
-        annotations = {
+        # vectors, also stored as n × 1 or 1 × n (e.g. MATLAB)
+        vectors = {
             k: d
             for k, d in f.items()
             if k != "X" and isinstance(d, h5py.Dataset) and d.ndim in (1, 2) and d.size in d.shape
         }
-        lengths = {d.size for d in annotations.values()}
+        gene_key = next((k for k in _XY_GENE_NAMES if k in vectors), None)
+        cell_key = next((k for k in _XY_CELL_NAMES if k in vectors), None)
+        code_names = {k: n for k in vectors for n in (f"{k}_names", "label_names") if n in vectors}
+        code_names = {k: n for k, n in code_names.items() if k != gene_key and k != cell_key}
+        naming = {gene_key, *code_names.values()} - {None}
+        annotations = {k: d for k, d in vectors.items() if k not in naming}
         rows, cols = x.shape
-        # Written genes × cells (e.g. from R): the annotations match the second axis only.
-        transpose = rows != cols and cols in lengths and rows not in lengths
+        if gene_key is not None:  # the gene names say which axis holds the genes
+            transpose = vectors[gene_key].size == rows != cols
+        else:  # written genes × cells (e.g. from R): the annotations match the second axis only
+            lengths = {d.size for d in annotations.values()}
+            transpose = rows != cols and cols in lengths and rows not in lengths
         if transpose:
             _log.info("%s: X is stored genes × cells; transposing", path)
         X = _dense_to_csr(x, transpose, path)
+        n_cells = X.shape[0]
         obs = pd.DataFrame(
-            {k: _decoded(d[()].ravel()) for k, d in annotations.items() if d.size == X.shape[0]},
+            {
+                k: _decoded(d[()].ravel())
+                for k, d in annotations.items()
+                if d.size == n_cells and k != cell_key
+            },
         )
-        misfits = {k: d.size for k, d in annotations.items() if d.size != X.shape[0]}
-    return _Parsed(X=X, obs=obs, available=list(annotations), misfits=misfits)
+        for key, names_key in code_names.items():
+            if key in obs:
+                obs[key] = _named_codes(obs[key], _names(vectors[names_key][()].ravel()))
+        misfits = {k: d.size for k, d in annotations.items() if d.size != n_cells}
+        cell_names = _names(vectors[cell_key][()].ravel()) if cell_key else None
+        gene_names = _names(vectors[gene_key][()].ravel()) if gene_key else None
+    return _Parsed(
+        X=X,
+        obs_names=cell_names,
+        var_names=gene_names,
+        obs=obs,
+        available=[k for k in annotations if k != cell_key],
+        misfits=misfits,
+    )
+
+
+# Datasets of an X/Y file that name its genes and its cells.
+_XY_GENE_NAMES = ("gene_names", "genes", "gene_symbols", "var_names")
+_XY_CELL_NAMES = ("cell_names", "cells", "barcodes", "obs_names")
+
+
+def _named_codes(codes: pd.Series, names: list[str]) -> pd.Series:
+    """Integer codes 0 … len(names) − 1 replaced by their names; other codes kept as they are."""
+    numeric = pd.to_numeric(codes, errors="coerce")
+    whole = numeric.notna() & (numeric % 1 == 0) & (numeric >= 0) & (numeric < len(names))
+    if not whole.all():
+        return codes
+    return pd.Series([names[int(c)] for c in numeric], index=codes.index)
 
 
 def _read_cellblast_h5(path: Path) -> _Parsed:
