@@ -101,6 +101,13 @@ def _marker_holds(marker: str) -> bool:
     return Marker(marker).evaluate({"extra": ""})
 
 
+# Said in every env that installs torch.
+TORCH_NOTE = (
+    "# torch from PyPI: on Linux x86-64 its wheel is the CUDA build (CUDA runtime bundled,\n"
+    "# needs only the NVIDIA driver), so this env trains on a GPU; elsewhere the CPU build."
+)
+
+
 def render(rule: str, pins: dict[str, tuple[str, str]]) -> str:
     """The env file text for one rule."""
     names = sorted(closure(RULE_PACKAGES[rule]))
@@ -119,6 +126,8 @@ def render(rule: str, pins: dict[str, tuple[str, str]]) -> str:
         "  - pip:",
     ]
     lines += [f"      - {pins[n][0]}=={pins[n][1]}" for n in names]
+    if "torch" in names:
+        lines.insert(lines.index("dependencies:"), TORCH_NOTE)
     optional = [canonical(n) for n in RULE_OPTIONAL.get(rule, [])]
     lines += [f"      - {pins[n][0]}=={pins[n][1]}" for n in optional]
     return "\n".join(lines) + "\n"

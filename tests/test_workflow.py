@@ -431,3 +431,53 @@ def test_every_bad_input_stops_its_dataset_in_one_line_and_loses_nothing(tmp_pat
         if step == "download":
             assert not (workdir / f"resources/{name}/counts.h5ad").exists()
         assert digest(Path(datasets[name]["source"])) == before[name]
+
+
+FAKE_CONDA = """#!/bin/sh
+# Answers Snakemake's checks of a conda installation (the dry run solves no env).
+case "$*" in
+  "--version") echo "conda 24.9.2" ;;
+  "info --json") echo '{"conda_prefix": "/nonexistent", "envs_dirs": [], "platform": "linux-64"}' ;;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo '{}' ;;
+esac
+"""
+
+
+def _dry_run_job(text: str, rule: str) -> dict[str, str]:
+    """``threads`` and ``resources`` of the first job of ``rule`` in a dry run's output."""
+    lines = text.split(f"\nrule {rule}:\n", 1)[1].splitlines()
+    block = lines[: next(i for i, x in enumerate(lines) if not x[:1].isspace())]
+    fields = dict(line.strip().split(": ", 1) for line in block if ": " in line)
+    return {"threads": fields["threads"], "resources": fields["resources"]}
+
+
+def test_slurm_profile_gives_training_its_gpu_and_threads(tmp_path):
+    """The SLURM profile parses with the executor plugin and no cluster (a stand-in conda)."""
+    import os
+
+    fake = tmp_path / "bin" / "conda"
+    fake.parent.mkdir()
+    fake.write_text(FAKE_CONDA)
+    fake.chmod(0o755)
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    train = {}
+    for how in ("--workflow-profile", "--profile"):
+        cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "-n"]
+        proc = subprocess.run(
+            [*cmd, how, str(ROOT / "profiles/slurm")],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        train[how] = _dry_run_job(proc.stdout + proc.stderr, "train")
+        for resource in ("gpu=1", "cpus_per_gpu=8", "runtime=240", "mem_mb=32000"):
+            assert resource in train[how]["resources"], (how, train[how])
+        assert "slurm_extra" not in train[how]["resources"]
+    # as the workflow profile it gives train its 8 threads (with --profile, profiles/default's
+    # cores: all cuts them to this machine's: the README says to use --workflow-profile)
+    assert train["--workflow-profile"]["threads"] == "8"
