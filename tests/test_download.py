@@ -254,3 +254,25 @@ def test_bad_checksum_syntax(tmp_path: Path, bad: str) -> None:
         verify_checksum(path, bad)
     with pytest.raises(InputError, match="not understood"):
         fetch(str(path), tmp_path / "d", bad)
+
+
+def test_content_digest_follows_content_not_mtime(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from scdsec.io import download
+
+    folder = tmp_path / "mtx"
+    folder.mkdir()
+    (folder / "matrix.mtx").write_text("a")
+    (folder / "barcodes.tsv").write_text("b")
+    cache = tmp_path / "cache.json"
+    first = download.content_digest(folder, cache=cache)
+    reads = []
+    real = download.file_digest
+    monkeypatch.setattr(download, "file_digest", lambda *a: reads.append(a) or real(*a))
+    assert download.content_digest(folder, cache=cache) == first and reads == []  # cached
+    os.utime(folder / "matrix.mtx", (1, 1))
+    assert download.content_digest(folder, cache=cache) == first and len(reads) == 2
+    (folder / "matrix.mtx").write_text("c")
+    assert download.content_digest(folder, cache=cache) != first
+    assert download.content_digest(folder / "matrix.mtx") != download.content_digest(folder)

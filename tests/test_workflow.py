@@ -481,3 +481,32 @@ def test_slurm_profile_gives_training_its_gpu_and_threads(tmp_path):
     # as the workflow profile it gives train its 8 threads (with --profile, profiles/default's
     # cores: all cuts them to this machine's: the README says to use --workflow-profile)
     assert train["--workflow-profile"]["threads"] == "8"
+
+
+@pytest.mark.slow
+def test_a_local_source_reruns_on_new_content_not_on_a_new_mtime(tmp_path):
+    """Nothing changed: nothing runs. Touched (a copy, a remount): nothing runs. New counts:
+    its steps run again, and only those."""
+    import os
+
+    from scdsec.simulate import simulate_counts
+
+    source = tmp_path / "data" / "mine.h5ad"
+    source.parent.mkdir()
+    simulate_counts(200, 150, 3, seed=1).write_h5ad(source)
+    config = {
+        **TINY,
+        "run": ["mine"],
+        "datasets": {"mine": {"source": str(source), "n_clusters": 3}},
+    }
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    write_config(workdir, config)
+    target = "results/mine/preprocess/qc.h5ad"
+    snakemake(workdir, target)
+    assert planned_jobs(workdir, target) == {}
+    later = source.stat().st_mtime + 3600
+    os.utime(source, (later, later))
+    assert planned_jobs(workdir, target) == {}
+    simulate_counts(200, 150, 3, seed=2).write_h5ad(source)
+    assert planned_jobs(workdir, target) == {"download": 1, "qc": 1}

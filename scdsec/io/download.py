@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .._errors import InputError
 
-__all__ = ["fetch", "file_digest", "verify_checksum"]
+__all__ = ["content_digest", "fetch", "file_digest", "verify_checksum"]
 
 _log = logging.getLogger(__name__)
 
@@ -28,6 +29,58 @@ _KIND_BY_LENGTH = {length: kind for kind, length in _DIGEST_LENGTHS.items()}
 _HEX = re.compile(r"[0-9a-f]+")
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _USER_AGENT = "scdsec (Python urllib)"
+
+
+def content_digest(path: str | Path, cache: str | Path | None = None) -> str:
+    """SHA-256 of a file's content, or of a folder's (every file's relative path and content).
+
+    The workflow reruns a local dataset's steps when this changes, not when the file's
+    modification time does (a copied or remounted folder keeps its content). With ``cache``, a
+    JSON file, the digest is kept there under the path with its size and modification time and
+    is computed again only when one of those changed, so unchanged large files are read once.
+
+    Raises
+    ------
+    InputError
+        The path cannot be read.
+    """
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    try:
+        stamp = [
+            [
+                str(f.relative_to(path) if path.is_dir() else f.name),
+                f.stat().st_size,
+                f.stat().st_mtime_ns,
+            ]
+            for f in files
+        ]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    key = str(path.resolve())
+    known = _read_cache(cache)
+    if known.get(key, {}).get("stamp") == stamp:
+        return known[key]["sha256"]
+    digest = hashlib.sha256()
+    for (name, _, _), file in zip(stamp, files, strict=True):
+        digest.update(name.encode() + b"\0" + file_digest(file, "sha256").encode())
+    value = digest.hexdigest()
+    if cache is not None:
+        known[key] = {"stamp": stamp, "sha256": value}
+        cache = Path(cache)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(known, indent=1))
+        os.replace(partial, cache)
+    return value
+
+
+def _read_cache(cache: str | Path | None) -> dict:
+    try:
+        known = json.loads(Path(cache).read_text()) if cache is not None else {}
+    except (OSError, ValueError):  # absent or damaged: computed again
+        return {}
+    return known if isinstance(known, dict) else {}
 
 
 def file_digest(path: str | Path, kind: str) -> str:

@@ -9,6 +9,7 @@ from snakemake.utils import min_version, validate
 # Method names and their parameters come from the package beside this workflow (no heavy imports).
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
+from scdsec.io.download import content_digest
 
 min_version("9.0")
 
@@ -102,8 +103,17 @@ def dataset_entry(wildcards):
 
 
 def local_source(wildcards):
-    """The dataset's file as an input when it is local, so that a changed file reruns its steps."""
-    return local_path(dataset_entry(wildcards)) or []
+    """The dataset's local file as an input, its modification time ignored (`ancient`): what
+    reruns its steps is a change of content (`source_content`), not a copy or a remount."""
+    path = local_path(dataset_entry(wildcards))
+    return ancient(path) if path else []
+
+
+def source_content(wildcards):
+    """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else.
+    Cached in resources/source_digests.json by size and modification time."""
+    path = local_path(dataset_entry(wildcards))
+    return content_digest(path, cache="resources/source_digests.json") if path else None
 
 
 def graph_file(t, k):

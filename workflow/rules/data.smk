@@ -6,6 +6,7 @@ rule download:
         "resources/{dataset}/counts.h5ad",
     params:
         entry=dataset_entry,
+        content=source_content,
         cache_dir=lambda wildcards: f"resources/{wildcards.dataset}/download",
     log:
         "logs/{dataset}/download.log",
