@@ -370,7 +370,7 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
     snakemake(tmp_path / "whole", target)
     killed = tmp_path / "killed"
     snakemake(killed, "results/demo/preprocess/graph_t100_k10.h5ad")
-    checkpoint = killed / "results/checkpoints/demo/scdsec/seed0/seed0.pt"
+    checkpoint = killed / "results/checkpoints/demo.scdsec.seed0/seed0.pt"
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(killed), "--cores", "2", target]
     proc = subprocess.Popen(
         cmd,

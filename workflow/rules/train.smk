@@ -17,7 +17,7 @@ rule train:
         seed=lambda wildcards: int(wildcards.seed),
         deterministic=config["deterministic"],
         # outside the outputs, which Snakemake deletes before it reruns a job
-        checkpoint_dir="results/checkpoints/{dataset}/{method}/seed{seed}",
+        checkpoint_dir="results/checkpoints/{dataset}.{method}.seed{seed}",
     threads: 4
     resources:
         gpu=1,
