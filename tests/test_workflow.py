@@ -510,3 +510,40 @@ def test_a_local_source_reruns_on_new_content_not_on_a_new_mtime(tmp_path):
     assert planned_jobs(workdir, target) == {}
     simulate_counts(200, 150, 3, seed=2).write_h5ad(source)
     assert planned_jobs(workdir, target) == {"download": 1, "qc": 1}
+
+
+@pytest.mark.slow
+def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
+    """Cases 01–04 and 06 of ../shared/cases as datasets of one run, with case 06's settings
+    (qc.min_cells_fraction 0, cell_ranger, 200 genes), through normalisation."""
+    cases = {
+        "features7": {"source": "01-features-7-columns"},
+        "layer": {"source": "02-h5ad-without-X/no_X_counts_in_layer.h5ad", "layer": "counts"},
+        "rows": {"source": "03-csv-cells-as-rows/cells_by_genes.csv.gz"},
+        "partly": {
+            "source": "04-labels-partly-missing/partly_annotated.h5ad",
+            "labels": "cell_type",
+        },
+        "zeros": {"source": "06-many-all-zero-genes/mostly_zero_genes.h5ad"},
+    }
+    datasets = {
+        name: {**entry, "source": str(shared_cases / entry["source"]), "n_clusters": 3}
+        for name, entry in cases.items()
+    }
+    config = {
+        **TINY,
+        "run": list(datasets),
+        "datasets": datasets,
+        "qc": {"min_cells_fraction": 0},
+        "normalize": {"flavor": "cell_ranger", "n_top_genes": 200},
+    }
+    write_config(tmp_path, config)
+    targets = [f"results/{name}/preprocess/normalized_t200.h5ad" for name in datasets]
+    snakemake(tmp_path, *targets)
+    cells = {"features7": 300, "layer": 300, "rows": 400, "partly": 300}
+    for name, n_cells in cells.items():
+        assert ad.read_h5ad(tmp_path / f"resources/{name}/counts.h5ad").n_obs == n_cells
+    rows_log = (tmp_path / "logs/rows/download.log").read_text()
+    assert "cells are the table's rows" in rows_log and "400 cells × 200 genes" in rows_log
+    partly = ad.read_h5ad(tmp_path / "resources/partly/counts.h5ad")
+    assert partly.obs["label"].isna().sum() == 89
