@@ -216,6 +216,8 @@ def _cluster(args: argparse.Namespace) -> None:
     record(adata, "cluster", {"input": str(args.input), "seed": args.seed, **sections, **params})
     write_results(adata, model, args.out)
     summary = f"{adata.n_obs} cells in {model.n_clusters} clusters"
+    if not args.labels:  # scores of an earlier run into this folder belong to other clusters
+        (args.out / "metrics.json").unlink(missing_ok=True)
     if args.labels:
         scores = score_labelled(adata.obs["label"], adata.obs["scdsec"], label_key=args.labels)
         with atomic_path(args.out / "metrics.json") as tmp:
@@ -349,6 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, OSError) as err:
         print(f"scdsec {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        resume = ""
+        if args.command == "cluster":
+            resume = (
+                f"; the same command resumes from the last checkpoint in {args.out}/checkpoints"
+            )
+        print(f"scdsec {args.command}: interrupted{resume}", file=sys.stderr)
+        return 130
     return 0
 
 

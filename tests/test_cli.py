@@ -374,7 +374,7 @@ def test_cluster_case_06_many_all_zero_genes(tmp_path, shared_cases):
     _cluster_genes_without_counts(tmp_path, path, CASE_06)
 
 
-def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, monkeypatch):
+def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, monkeypatch, capsys):
     """A crash leaves OUT/checkpoints/; the same command again resumes and ends alike."""
     from scdsec.model import _training
 
@@ -392,8 +392,12 @@ def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, m
     out = ["--out", str(tmp_path / "killed"), "--checkpoint-every", "1"]
     with monkeypatch.context() as patch:
         patch.setattr(_training, "_epoch", crash)
-        with pytest.raises(KeyboardInterrupt):
-            main([*cmd, *out])
+        assert main([*cmd, *out]) == 130
+    message = capsys.readouterr().err.strip()
+    assert message.endswith(
+        "interrupted; the same command resumes from the last checkpoint in "
+        f"{tmp_path / 'killed'}/checkpoints"
+    )
     assert (tmp_path / "killed" / "checkpoints" / "seed0.pt").is_file()
     assert not (tmp_path / "killed" / "clusters.tsv").exists()
     assert main([*cmd, *out]) == 0
@@ -401,6 +405,10 @@ def test_cluster_resumes_a_killed_training_in_the_same_out(tmp_path, sim_file, m
     assert result.uns["scdsec"]["resumed_from"] == {"stage": "pretrain", "epoch": 2}
     whole = (tmp_path / "whole" / "clusters.tsv").read_text()
     assert (tmp_path / "killed" / "clusters.tsv").read_text() == whole
+    # a later run without labels into the same folder leaves no scores of other clusters
+    (tmp_path / "killed" / "metrics.json").write_text("{}")
+    assert main([*cmd, *out]) == 0
+    assert not (tmp_path / "killed" / "metrics.json").exists()
 
 
 # --------------------------------------------------------------------------- bad inputs
