@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import logging
 import shutil
 import tarfile
@@ -21,6 +20,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from bad_inputs import digest
 
 from scdsec import InputError
 from scdsec.io import detect_format, read_counts
@@ -350,26 +350,18 @@ WRITERS = [
 ]
 
 
-def _digest(path: Path) -> str:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h = hashlib.sha256()
-    for p in files:
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- round trips
 
 
 @pytest.mark.parametrize("writer", WRITERS, ids=lambda w: w.__name__.removeprefix("write_"))
 def test_reads_each_layout(writer, truth: Truth, tmp_path: Path) -> None:
     case = writer(tmp_path, truth)
-    before = _digest(case.path)
+    before = digest(case.path)
     assert detect_format(case.path) == case.fmt
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         adata = read_counts(case.path, **case.kwargs)
-    assert _digest(case.path) == before  # input untouched
+    assert digest(case.path) == before  # input untouched
 
     assert isinstance(adata.X, sp.csr_matrix)
     assert adata.X.dtype == np.float32

@@ -189,16 +189,15 @@ class _Loop:
     ) -> None:
         if self.checkpoint is None or not self.checkpoint.due(epoch):
             return
-        state = {name: t.detach().cpu() for name, t in self.module.state_dict().items()}
         self.checkpoint.save(
             {
                 "stage": stage,
                 "epoch": epoch,
-                "module": state,
+                "module": _to_cpu(self.module.state_dict()),
                 "optimizer": _to_cpu(optimizer.state_dict()),
                 "generator": self.generator.get_state(),
                 "rows": rows,
-                **{k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in extra.items()},
+                **_to_cpu(extra),
             }
         )
 
@@ -231,75 +230,6 @@ def number_clusters_by_size(module: SCDSECModule, batches: CellBatches) -> None:
     with torch.no_grad():
         centers = module.assignment.centers
         centers.copy_(centers[torch.as_tensor(order, device=centers.device)])
-
-
-def _pretrain(
-    module: SCDSECModule,
-    batches: CellBatches,
-    tp: TrainParams,
-    generator: torch.Generator,
-    start: float,
-) -> list[dict[str, Any]]:
-    """Stage 1: the network without the clustering term."""
-    network = [*module.encoder.parameters(), *module.decoder.parameters()]
-    optimizer = torch.optim.Adam(network, lr=tp.pretrain_lr)
-    settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
-    rows = []
-    bar = tqdm(
-        range(tp.pretrain_epochs), desc="scDSEC pretrain", disable=not settings.progress_enabled()
-    )
-    for epoch in bar:
-        terms = _epoch(module, batches, optimizer, tp, generator, target=None)
-        bar.set_postfix(loss=f"{terms['total']:.4f}")
-        seconds = time.perf_counter() - start
-        rows.append({"stage": "pretrain", "epoch": epoch + 1, **terms, "seconds": seconds})
-    return rows
-
-
-def _train_jointly(
-    module: SCDSECModule,
-    batches: CellBatches,
-    tp: TrainParams,
-    generator: torch.Generator,
-    start: float,
-    seed: int,
-) -> list[dict[str, Any]]:
-    """Stages 2–3: the k-means start of the centres, then the joint objective."""
-    labels = _init_centers(module, batches, tp, seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=tp.lr)
-    settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
-    rows = []
-    target = None
-    bar = tqdm(range(tp.epochs), desc="scDSEC cluster", disable=not settings.progress_enabled())
-    for epoch in bar:
-        changed = float("nan")
-        if epoch % tp.update_interval == 0:
-            q = soft_assignment(module, batches.all_cells())
-            new_labels = q.argmax(dim=1).cpu().numpy()
-            changed = float(np.mean(new_labels != labels))
-            labels = new_labels
-            if epoch > 0 and changed < tp.tol:
-                settings.logger.info(
-                    "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
-                    changed,
-                    tp.tol,
-                    epoch,
-                )
-                break
-            target = _losses.target_distribution(q, tp.target_frequency_exponent)
-        terms = _epoch(module, batches, optimizer, tp, generator, target=target)
-        bar.set_postfix(loss=f"{terms['total']:.4f}")
-        seconds = time.perf_counter() - start
-        rows.append(
-            {
-                "stage": "cluster",
-                "epoch": epoch + 1,
-                **terms,
-                "labels_changed": changed,
-                "seconds": seconds,
-            }
-        )
-    return rows
 
 
 def _epoch(
