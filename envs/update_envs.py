@@ -41,7 +41,7 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "benchmark_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "ablation_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "count_genes": ["anndata", "h5py"],
-    "machine": ["torch", "pandas"],
+    "machine": ["anndata", "torch", "pandas", "scikit-learn", "scipy"],
     "scalability_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "sensitivity_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],

@@ -1,11 +1,15 @@
-"""Every rule has its own env file, and every env file pins what envs/constraints.txt pins."""
+"""Every rule has its own env file, every env file pins what envs/constraints.txt pins, and
+(checked in the workflow tests through tests/env_imports.py) holds what its script imports."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
 
+import pytest
+
 from conftest import ROOT
+from env_imports import assert_envs_hold_recorded_imports
 
 
 def _update_envs():
@@ -56,3 +60,12 @@ def test_constraints_pin_the_installed_versions_of_the_core_stack():
         assert metadata.version(name) == pins[name][1], name
     assert pins["pynndescent"][1] == "0.5.13"  # 0.7.0 breaks scanpy 1.11.5's neighbors
     assert metadata.version("torch").split("+")[0] == pins["torch"][1]
+
+
+def test_the_import_check_names_a_package_missing_from_a_rules_env(tmp_path):
+    """The workflow tests record each job's imports; a package outside the env is reported."""
+    (tmp_path / "download.txt").write_text("anndata\nos\nscdsec\nsnakemake\n")
+    assert assert_envs_hold_recorded_imports(tmp_path) == {"download"}
+    (tmp_path / "download.txt").write_text("anndata\ntorch\n")
+    with pytest.raises(AssertionError, match=r"rule download \(download.py\) imports torch"):
+        assert_envs_hold_recorded_imports(tmp_path)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHARED_DATA
+from env_imports import assert_envs_hold_recorded_imports, recording_env
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
@@ -41,9 +42,11 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -166,8 +169,12 @@ def test_tiny_demo_runs_evaluate_benchmark_ablation_and_sensitivity(tmp_path):
         "train=1",
         "baseline=1",
         "scvi=1",
+        env=recording_env(tmp_path / "imports"),
     )
     results = tmp_path / "results"
+    # Each job's env names what its script imported.
+    checked = assert_envs_hold_recorded_imports(tmp_path / "imports")
+    assert {"download", "qc", "train", "baseline", "benchmark_scores", "plot_ablation"} <= checked
 
     metrics = pd.read_csv(results / "demo" / "metrics.tsv", sep="\t")
     assert len(metrics) == 3 * 2
@@ -252,7 +259,18 @@ def test_scalability_target_writes_time_memory_and_throughput(tmp_path):
         "train": {"pretrain_epochs": 4, "epochs": 2, "batch_size": 400},  # large: 2 batches
     }
     write_config(tmp_path, config)
-    snakemake(tmp_path, "scalability", "--set-threads", "train=1", "baseline=1", "machine=1")
+    snakemake(
+        tmp_path,
+        "scalability",
+        "--set-threads",
+        "train=1",
+        "baseline=1",
+        "machine=1",
+        env=recording_env(tmp_path / "imports"),
+    )
+    assert {"machine", "scalability_scores"} <= assert_envs_hold_recorded_imports(
+        tmp_path / "imports"
+    )
     results = tmp_path / "results" / "scalability"
     scores = pd.read_csv(results / "scores.tsv", sep="\t")
     assert set(scores["method"]) == {"data", "scdsec", "leiden"}

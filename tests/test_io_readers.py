@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
-from bad_inputs import digest
 
+from bad_inputs import digest
 from scdsec import InputError
 from scdsec.io import detect_format, read_counts
 from scdsec.io import readers as readers_module
