@@ -21,7 +21,7 @@ PYTHON = "3.11"
 
 # What each rule's step imports (beyond the standard library and the scdsec package itself).
 RULE_PACKAGES: dict[str, list[str]] = {
-    "download": ["anndata", "h5py", "pandas", "scipy", "numpy"],
+    "download": ["anndata", "h5py", "loompy", "pandas", "scipy", "numpy"],
     "qc": ["anndata", "scanpy", "pynndescent"],
     "normalize": ["anndata", "scanpy", "pynndescent", "scikit-misc"],
     "graph": ["anndata", "scikit-learn", "pynndescent"],

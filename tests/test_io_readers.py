@@ -587,7 +587,8 @@ def test_unknown_hdf5_layout(tmp_path) -> None:
 def test_wrong_explicit_format(truth, tmp_path) -> None:
     case = write_xy(tmp_path, truth)
     _assert_input_error(case.path, "cannot read as csv", format="csv")
-    _assert_input_error(case.path, "unknown format", format="loom")
+    _assert_input_error(case.path, "unknown format", format="mtx")
+    _assert_input_error(case.path, "cannot read as loom", format="loom")
 
 
 def test_negative_values(truth, tmp_path) -> None:
@@ -808,7 +809,7 @@ def test_h5ad_with_normalised_x_points_to_the_counts_layer(tmp_path) -> None:
 def test_layer_is_refused_for_formats_without_layers(truth, tmp_path) -> None:
     case = write_csv_rows(tmp_path, truth)
     _assert_input_error(
-        case.path, "layer='counts' applies to AnnData files", layer="counts", **case.kwargs
+        case.path, "layer='counts' applies to AnnData and loom files", layer="counts", **case.kwargs
     )
 
 
@@ -822,6 +823,34 @@ def test_anndata_zarr_store(tmp_path) -> None:
     back = read_counts(tmp_path / "store.zarr", labels="cell_type")
     np.testing.assert_array_equal(back.X.toarray(), counts)
     assert list(back.obs["label"][:2]) == ["a", "b"]
+
+
+def test_loom_is_read_by_anndata_with_its_names_labels_and_layers(tmp_path) -> None:
+    import loompy
+
+    counts = np.random.default_rng(4).poisson(1.0, size=(20, 10)).astype(np.float32)
+    genes, cells = np.array([f"G{j}" for j in range(10)]), np.array([f"c{i}" for i in range(20)])
+    layers = {"": counts.T, "unspliced": 2 * counts.T, "ratio": counts.T / 3}
+    loompy.create(
+        str(tmp_path / "velocyto.loom"),
+        layers,
+        {"Gene": genes},
+        {"CellID": cells, "ClusterName": np.array(["a", "b"] * 10)},
+    )
+    path = tmp_path / "velocyto.loom"
+    assert detect_format(path) == "loom"
+    back = read_counts(path, labels="ClusterName")
+    np.testing.assert_array_equal(back.X.toarray(), counts)
+    assert list(back.obs_names) == list(cells) and list(back.var_names) == list(genes)
+    assert list(back.obs["label"][:2]) == ["a", "b"]
+    unspliced = read_counts(path, layer="unspliced")
+    np.testing.assert_array_equal(unspliced.X.toarray(), 2 * counts)
+    _assert_input_error(path, "non-integer", "layers['ratio']", layer="ratio")
+    _assert_input_error(path, "no layer 'spliced'", "unspliced", layer="spliced")
+
+    loompy.create(str(tmp_path / "bare.loom"), counts.T, {"x": np.arange(10)}, {"y": np.arange(20)})
+    bare = read_counts(tmp_path / "bare.loom")
+    assert bare.obs_names[0] == "cell_0" and bare.var_names[-1] == "gene_9"
 
 
 def test_case_02_h5ad_without_x(shared_cases) -> None:

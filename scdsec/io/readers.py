@@ -38,9 +38,12 @@ __all__ = ["FORMATS", "detect_format", "read_counts"]
 _log = logging.getLogger(__name__)
 
 #: Values of ``format`` that :func:`read_counts` accepts besides ``"auto"``.
-FORMATS = ("h5ad", "zarr", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
+FORMATS = ("h5ad", "zarr", "loom", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
 # Formats that store an AnnData, whose counts may sit in a layer instead of X.
-_ANNDATA_FORMATS = ("h5ad", "zarr")
+_ANNDATA_FORMATS = ("h5ad", "zarr", "loom")  # read by anndata; `layer` applies
+# Loom attributes that name the cells and the genes (loompy's conventions, then anndata's).
+_LOOM_CELL_NAMES = ("CellID", "obs_names", "cell_names", "Barcode")
+_LOOM_GENE_NAMES = ("Gene", "var_names", "gene_names", "Accession")
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -141,8 +144,9 @@ def read_counts(
         used to guess). The orientation, its reason and the resulting numbers of cells and
         genes are logged.
     layer
-        AnnData files (``.h5ad``, ``.zarr``) only: take the counts from ``layers[layer]``
-        instead of ``X`` (e.g. ``"counts"`` when ``X`` holds normalised values or is absent).
+        AnnData and loom files (``.h5ad``, ``.zarr``, ``.loom``) only: take the counts from
+        ``layers[layer]`` instead of ``X`` (e.g. ``"counts"`` when ``X`` holds normalised
+        values or is absent; ``"unspliced"`` in a velocyto loom).
     genome
         10x HDF5 only: the genome to keep from a file with several (required there).
 
@@ -184,7 +188,8 @@ def read_counts(
         raise InputError(f"{path}: genome={genome!r} applies to 10x HDF5 files; this file is {fmt}")
     if layer is not None and fmt not in _ANNDATA_FORMATS:
         raise InputError(
-            f"{path}: layer={layer!r} applies to AnnData files (.h5ad, .zarr); this file is {fmt}"
+            f"{path}: layer={layer!r} applies to AnnData and loom files (.h5ad, .zarr, .loom); "
+            f"this file is {fmt}"
         )
     try:
         if fmt in ("csv", "tsv"):
@@ -216,7 +221,8 @@ def detect_format(path: str | Path) -> str:
     - HDF5 (``\\x89HDF``): group ``matrix`` with ``data``/``indices``/``indptr``/``shape``/
       ``barcodes``/``features`` (10x v3), or a genome-named group with ``genes`` (10x v2):
       ``10x_h5``; ``obs`` and ``var`` with AnnData encoding attributes (``X`` may be
-      absent when the counts sit in a layer): ``h5ad``;
+      absent when the counts sit in a layer): ``h5ad``; a 2-D dataset ``matrix`` with groups
+      ``row_attrs`` and ``col_attrs``: ``loom``;
       ``exprs``, ``obs_names``, ``var_names``: ``cellblast_h5``; a 2-D top-level dataset
       ``X``: ``xy_h5``;
     - UTF-8 text (plain, gzip, or the only file of a zip) whose first line has tabs:
@@ -312,6 +318,8 @@ def _detect_hdf5(path: Path) -> str:
             return "10x_h5"
         if {"obs", "var"} <= set(keys) and _is_anndata(f):  # X may be absent (layers only)
             return "h5ad"
+        if isinstance(f.get("matrix"), h5py.Dataset) and {"row_attrs", "col_attrs"} <= set(keys):
+            return "loom"
         if {"exprs", "obs_names", "var_names"} <= set(keys):
             return "cellblast_h5"
         x = f.get("X")
@@ -516,11 +524,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _read_anndata(path: Path, fmt: str, layer: str | None) -> _Parsed:
-    """An ``.h5ad`` or AnnData ``.zarr`` store, read by anndata; counts from X or a layer."""
-    read = ad.read_h5ad if fmt == "h5ad" else ad.read_zarr
+    """An ``.h5ad``, AnnData ``.zarr`` or ``.loom`` file, read by anndata; counts from X or a
+    layer."""
     with warnings.catch_warnings():  # duplicated names get our own warning in _finish
         warnings.filterwarnings("ignore", message=r".* names are not unique")
-        adata = read(path)
+        if fmt == "loom":
+            adata = _read_loom(path)
+        else:
+            adata = (ad.read_h5ad if fmt == "h5ad" else ad.read_zarr)(path)
     if layer is not None:
         if layer not in adata.layers:
             raise InputError(f"{path}: no layer {layer!r}; layers: {_list_keys(adata.layers)}")
@@ -541,6 +552,29 @@ def _read_anndata(path: Path, fmt: str, layer: str | None) -> _Parsed:
         obs=adata.obs.copy(),
         var=adata.var.copy(),
     )
+
+
+def _read_loom(path: Path) -> ad.AnnData:
+    """A loom file (genes × cells ``matrix``), read by anndata with loompy, cells named by the
+    first of :data:`_LOOM_CELL_NAMES` in its column attributes and genes by the first of
+    :data:`_LOOM_GENE_NAMES` in its row attributes (``cell_<i>``/``gene_<i>`` without one)."""
+    try:
+        import loompy  # noqa: F401  (anndata reads loom through it)
+    except ImportError:
+        raise InputError(f"{path}: reading loom files needs loompy (pip install loompy)") from None
+    from anndata.io import read_loom
+
+    with h5py.File(path, "r") as f:
+        cells = next((n for n in _LOOM_CELL_NAMES if n in f["col_attrs"]), None)
+        genes = next((n for n in _LOOM_GENE_NAMES if n in f["row_attrs"]), None)
+    with warnings.catch_warnings():  # unnamed axes: named below
+        warnings.filterwarnings("ignore", category=ad.ImplicitModificationWarning)
+        adata = read_loom(path, sparse=True, obs_names=cells or "", var_names=genes or "")
+    if cells is None:
+        adata.obs_names = [f"cell_{i}" for i in range(adata.n_obs)]
+    if genes is None:
+        adata.var_names = [f"gene_{i}" for i in range(adata.n_vars)]
+    return adata
 
 
 def _counts_layers_hint(adata: ad.AnnData, exclude: str | None = None) -> str:

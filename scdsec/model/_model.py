@@ -332,9 +332,12 @@ class SCDSEC:
         path = Path(dir_path)
         if not overwrite and ((path / STATE_FILE).exists() or (path / META_FILE).exists()):
             raise FileExistsError(f"{path} already holds a checkpoint; pass overwrite=True")
-        path.mkdir(parents=True, exist_ok=True)
+        from ..pipeline import atomic_path
+
+        (path / META_FILE).unlink(missing_ok=True)  # incomplete until the new one is written
         state = {name: t.detach().cpu() for name, t in self.module.state_dict().items()}
-        torch.save(state, path / STATE_FILE)
+        with atomic_path(path / STATE_FILE) as tmp:
+            torch.save(state, tmp)
         meta = {
             "format": 1,
             "n_clusters": self.n_clusters,
@@ -347,7 +350,8 @@ class SCDSEC:
             "history": _history_dict(self._history),
             "provenance": provenance(),
         }
-        (path / META_FILE).write_text(json.dumps(meta, indent=1))
+        with atomic_path(path / META_FILE) as tmp:  # written last: it marks the folder complete
+            tmp.write_text(json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, dir_path: str | Path, adata: ad.AnnData | None = None) -> SCDSEC:
