@@ -16,7 +16,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import anndata as ad
 import numpy as np
@@ -105,7 +105,7 @@ def step_log(log_file: PathLike | None) -> Iterator[None]:
 
 def download_cache_path(source: str, cache_dir: PathLike) -> Path:
     """Where a URL's file is kept: named after the URL, so a new URL downloads afresh."""
-    name = Path(urlparse(source).path).name or "download"
+    name = Path(unquote(urlparse(source).path)).name or "download"
     tag = hashlib.sha1(source.encode()).hexdigest()[:10]
     return Path(cache_dir) / f"{tag}-{name}"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import logging
 import shutil
 import subprocess
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scdsec import InputError
-from scdsec.io import fetch, file_digest, verify_checksum
+from scdsec.io import fetch, file_digest, local_source, verify_checksum
 
 PAYLOAD = bytes(range(256)) * 3000 + b"tail"  # ~750 kB, not a multiple of anything
 
@@ -56,6 +57,11 @@ def server(served: Path) -> Iterator[Server]:
     class Handler(http.server.SimpleHTTPRequestHandler):
         def do_GET(self) -> None:
             requests.append(self.path)
+            if self.path.startswith("/redirect?to="):  # /redirect?to=<url>: HTTP 302 there
+                self.send_response(302)
+                self.send_header("Location", self.path.split("=", 1)[1])
+                self.end_headers()
+                return
             if self.path == "/truncated":  # announces more bytes than it sends
                 self.send_response(200)
                 self.send_header("Content-Length", "1000")
@@ -139,6 +145,28 @@ def test_stale_cached_file_is_downloaded_again(server: Server, tmp_path: Path) -
     assert server.requests == ["/data.bin"]
 
 
+def test_a_redirect_is_followed_logged_and_verified(
+    server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dest = tmp_path / "data.h5"
+    target = f"{server.base}/data.bin"
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        fetch(f"{server.base}/redirect?to={target}", dest, sha256(PAYLOAD))
+    assert dest.read_bytes() == PAYLOAD
+    assert f"redirected (HTTP 302) to {target}" in caplog.text
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1/data.bin", "file:///etc/passwd"])
+def test_a_redirect_to_another_scheme_is_refused(
+    server: Server, tmp_path: Path, target: str
+) -> None:
+    dest = tmp_path / "data.h5"
+    url = f"{server.base}/redirect?to={target}"
+    with pytest.raises(InputError, match=f"(refused redirect|Redirection) to (url ')?{target}"):
+        fetch(url, dest)
+    assert _leftovers(dest) == []
+
+
 def test_http_404_names_the_url(server: Server, tmp_path: Path) -> None:
     dest = tmp_path / "missing.bin"
     url = f"{server.base}/no/such/file.h5"
@@ -193,6 +221,18 @@ def test_local_folder(served: Path, tmp_path: Path) -> None:
     assert fetch(served.as_uri(), tmp_path / "d") == served
     with pytest.raises(InputError, match="folder"):
         fetch(str(served), tmp_path / "d", sha256(PAYLOAD))
+
+
+def test_a_percent_encoded_file_url_is_decoded(tmp_path: Path) -> None:
+    spaced = tmp_path / "Baron mouse1.zip"
+    spaced.write_bytes(PAYLOAD)
+    url = spaced.as_uri()
+    assert "%20" in url
+    assert local_source(url) == spaced
+    assert fetch(url, tmp_path / "unused", sha256(PAYLOAD)) == spaced
+    assert local_source("https://example.org/a%20b.h5") is None
+    with pytest.raises(InputError, match="unsupported source"):
+        local_source("ftp://example.org/data.h5")
 
 
 def test_missing_local_source(tmp_path: Path) -> None:

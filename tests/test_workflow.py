@@ -212,7 +212,8 @@ def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path)
 
 @pytest.mark.slow
 def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
-    """A CSV.gz over HTTP (with checksum) and a local 10x mtx folder, added by config alone."""
+    """A CSV.gz over HTTP (with checksum) and a local 10x mtx folder as a percent-encoded
+    ``file://`` URL, added by config alone."""
     import gzip
     import hashlib
     import http.server
@@ -236,7 +237,7 @@ def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
         table.to_csv(fh)
     digest = hashlib.sha256((serve / "table.csv.gz").read_bytes()).hexdigest()
 
-    mtx = tmp_path / "tenx"
+    mtx = tmp_path / "10x run 1"  # as a file:// URL: file:///…/10x%20run%201
     mtx.mkdir()
     scipy.io.mmwrite(mtx / "matrix.mtx", sp.coo_matrix(counts.T))
     with gzip.open(mtx / "features.tsv.gz", "wt") as fh:
@@ -259,7 +260,7 @@ def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
                     "labels": "celltype",
                     "n_clusters": 3,
                 },
-                "local_mtx": {"source": str(mtx), "n_clusters": "auto"},
+                "local_mtx": {"source": mtx.as_uri(), "n_clusters": "auto"},
             },
         }
         write_config(tmp_path, config)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from .download import content_digest, fetch, file_digest, verify_checksum
+from .download import content_digest, fetch, file_digest, local_source, verify_checksum
 
 __all__ = [
     "content_digest",
     "detect_format",
     "fetch",
     "file_digest",
+    "local_source",
     "read_counts",
     "verify_checksum",
 ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .._errors import InputError
 
-__all__ = ["content_digest", "fetch", "file_digest", "verify_checksum"]
+__all__ = ["content_digest", "fetch", "file_digest", "local_source", "verify_checksum"]
 
 _log = logging.getLogger(__name__)
 
@@ -180,14 +180,31 @@ def fetch(
         mismatch (the partial download is deleted).
     """
     parsed = None if checksum is None else _parse_checksum(checksum, source)
+    local = local_source(source)
+    if local is not None:
+        return _check_local(local, source, parsed)
+    return _download(source, Path(dest), parsed, timeout)
+
+
+def local_source(source: str) -> Path | None:
+    """The local path a source names, or None for an ``http(s)://`` URL.
+
+    A ``file://`` URL is decoded as URL libraries do (``file:///data/Baron%20mouse1.zip``
+    is ``/data/Baron mouse1.zip``); anything without a scheme is a path as written.
+
+    Raises
+    ------
+    InputError
+        Another scheme, or a ``file://`` URL on another host.
+    """
     if not _URL.match(source):
-        return _check_local(Path(source), source, parsed)
+        return Path(source)
     url = urllib.parse.urlsplit(source)
     scheme = url.scheme.lower()
     if scheme in ("http", "https"):
-        return _download(source, Path(dest), parsed, timeout)
+        return None
     if scheme == "file" and url.netloc in ("", "localhost"):
-        return _check_local(Path(urllib.request.url2pathname(url.path)), source, parsed)
+        return Path(urllib.request.url2pathname(url.path))
     raise InputError(
         f"{source}: unsupported source; expected an http(s):// or file:// URL or a local path"
     )
@@ -249,12 +266,33 @@ def _download(url: str, dest: Path, checksum: tuple[str, str] | None, timeout: f
     return dest
 
 
+class _RedirectPolicy(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to http(s), never from https down to http, and logs each.
+
+    Data hosts (Zenodo, figshare, GEO) answer from storage hosts by redirect, so a redirect
+    to another host is followed; the checksum, not the host, vouches for the content.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        allowed = ("https",) if old.scheme == "https" else ("http", "https")
+        if new.scheme.lower() not in allowed:
+            raise InputError(
+                f"{req.full_url}: refused redirect to {newurl} (only to {' or '.join(allowed)})"
+            )
+        _log.info("%s: redirected (HTTP %s) to %s", req.full_url, code, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_RedirectPolicy)
+
+
 def _stream(url: str, part: Path, timeout: float) -> None:
     """Copy the response body to ``part`` in chunks; raise InputError on any failure."""
     request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     size = 0
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, part.open("wb") as out:
+        with _OPENER.open(request, timeout=timeout) as response, part.open("wb") as out:
             announced = response.headers.get("Content-Length")
             while chunk := response.read(_CHUNK):
                 out.write(chunk)

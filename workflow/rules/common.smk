@@ -2,14 +2,13 @@
 
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from snakemake.utils import min_version, validate
 
 # Method names and their parameters come from the package beside this workflow (no heavy imports).
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
-from scdsec.io.download import content_digest
+from scdsec.io import download
 
 min_version("9.0")
 
@@ -62,17 +61,15 @@ for _name in EXPERIMENT_DATASETS:
 def local_path(entry):
     """The dataset's local file or folder (None for a URL or simulated data)."""
     source = entry.get("source")
-    if source is None:
-        return None
-    parsed = urlparse(source)
-    if parsed.scheme in ("http", "https"):
-        return None
-    return parsed.path if parsed.scheme == "file" else source
+    return None if source is None else download.local_source(str(source))
 
 
 # A local dataset that is not there stops the run at once, naming the dataset and the path.
 for _name in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]):
-    _path = local_path(config["datasets"][_name])
+    try:
+        _path = local_path(config["datasets"][_name])
+    except ValueError as _err:  # InputError: a scheme that is neither http(s) nor file
+        _config_error(f"datasets.{_name}.source", str(_err))
     if _path is not None and not Path(_path).exists():
         _folder = Path(_path).parent
         _config_error(
@@ -113,7 +110,7 @@ def source_content(wildcards):
     """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else.
     Cached in resources/source_digests.json by size and modification time."""
     path = local_path(dataset_entry(wildcards))
-    return content_digest(path, cache="resources/source_digests.json") if path else None
+    return download.content_digest(path, cache="resources/source_digests.json") if path else None
 
 
 def graph_file(t, k):
