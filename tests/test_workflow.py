@@ -396,7 +396,7 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
     assert "resuming from" in (killed / "logs/demo/scdsec/seed0/train.log").read_text()
     whole = (tmp_path / "whole" / target).read_text()
     assert (killed / target).read_text() == whole
-    assert not checkpoint.parent.exists()  # removed with the finished training
+    assert not (killed / "results/checkpoints").exists()  # removed with the finished training
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 # Thin wrapper: all logic lives in the scdsec package beside this workflow
 # (`snakemake` is set by Snakemake; the package is put first on the path).
+import contextlib
 import sys
 from pathlib import Path
 
@@ -20,3 +21,6 @@ with step_log(snakemake.log[0]):
         checkpoint_dir=snakemake.params.checkpoint_dir,
         checkpoint_every=snakemake.config["checkpoint_every"],
     )
+# The run's checkpoint folder is gone once it has finished; so is the shared one when empty.
+with contextlib.suppress(OSError):
+    Path(snakemake.params.checkpoint_dir).parent.rmdir()
