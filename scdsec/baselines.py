@@ -1,4 +1,4 @@
-"""The methods scDSEC is compared with, run on the same QC'd counts (METHOD.md §7, Table 2).
+"""The methods scDSEC is compared with, run on the same QC'd counts (the paper's Table 2).
 
 * ``leiden``: scanpy's standard pipeline (:func:`standard_pipeline`: ``normalize_total``,
   ``log1p``, top-1000 highly variable genes, ``scale``, 50 PCs, 15-neighbour graph) and Leiden

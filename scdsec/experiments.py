@@ -38,7 +38,7 @@ STANDARD_BASELINES = ("leiden", "leiden_k", "kmeans_pca")
 SCVI_BASELINES = ("scvi_leiden", "scvi_kmeans")
 BASELINES = STANDARD_BASELINES + SCVI_BASELINES
 
-#: The architecture and loss ablations (METHOD.md §7, Fig. 2 and Table 3): config overrides.
+#: The architecture and loss ablations (the paper's Fig. 2 and Table 3): config overrides.
 #: The default model already runs without the layer-wise fusion (``fusion: none``, the paper's
 #: "w/o RE"), so ``with_re`` puts the paper's fusion back; ``wo_re`` is for a layer-wise model.
 ABLATIONS: dict[str, dict[str, dict[str, Any]]] = {
@@ -56,7 +56,7 @@ DEFAULT_ABLATIONS = [name for name in ABLATIONS if name != "wo_re"]
 #: Name of the unmodified model in the ablation table (its results are those of ``scdsec``).
 FULL = "full"
 
-#: Parameters of the sensitivity sweeps (METHOD.md §7, Figs. 3–5) and their default values.
+#: Parameters of the sensitivity sweeps (the paper's Figs. 3–5) and their default values.
 SENSITIVITY_DEFAULTS: dict[str, list[float]] = {
     "t": [300, 500, 1000, 2000, 5000, 10000],
     "k": [5, 10, 30, 50, 100, 200],

@@ -1,4 +1,4 @@
-"""Cell structure graph (METHOD.md §2): PCA, Euclidean kNN, symmetrised by union."""
+"""Cell structure graph (docs/method.md §2): PCA, Euclidean kNN, symmetrised by union."""
 
 from __future__ import annotations
 

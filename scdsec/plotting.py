@@ -41,7 +41,7 @@ LOSS_TERMS: dict[str, str] = {
     "total": "Total (weighted sum minimised)",
 }
 
-#: Axis labels of the sensitivity parameters (METHOD.md §7, Figs. 3–5).
+#: Axis labels of the sensitivity parameters (the paper's Figs. 3–5).
 PARAMETER_LABELS: dict[str, str] = {
     "t": "t, highly variable genes",
     "k": "K, neighbours per cell in the kNN graph",

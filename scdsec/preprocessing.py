@@ -1,4 +1,4 @@
-"""Cell data processor (METHOD.md §1): gene/cell filters, size factors, log, HVGs, scaling.
+"""Cell data processor (docs/method.md §1): gene/cell filters, size factors, log, HVGs, scaling.
 
 Functions take an AnnData of raw counts and return a new AnnData; the input is never
 modified. What each step removed or chose is recorded in ``adata.uns``.

@@ -1,4 +1,4 @@
-"""Properties of the cell structure graph (METHOD.md §2)."""
+"""Properties of the cell structure graph (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Properties of the cell data processor (METHOD.md §1)."""
+"""Properties of the cell data processor (docs/method.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The loss terms of the joint objective (METHOD.md §5), as plain functions.
+"""The loss terms of the joint objective (docs/method.md §5), as plain functions.
 
 ``L = kl_weight · KL(P‖Q) + β1 · L_ZINB + β2 · L_rec + β3 · L_graph``. With all weights 1 the
 terms' scales set their balance, so each function states its scale:

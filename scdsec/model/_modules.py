@@ -1,4 +1,4 @@
-"""The scDSEC network as pure ``torch.nn.Module``s (METHOD.md §3–5); no AnnData here."""
+"""The scDSEC network as pure ``torch.nn.Module``s (docs/method.md §3–5); no AnnData here."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Architecture and training options of the scDSEC model, and named presets.
 
-Every option is a field of a frozen dataclass; ablations are configuration runs (METHOD.md §3).
+Every option is a field of a frozen dataclass; ablations are configuration runs (docs/method.md §3).
 The comment above each field says what it means and why its default is what it is; these lines
 are copied into the workflow's config schema.
 """
@@ -24,7 +24,7 @@ BatchSize = int | Literal["auto", "full"]
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Architecture of the scDSEC network (METHOD.md §3–4)."""
+    """Architecture of the scDSEC network (docs/method.md §3–4)."""
 
     # Widths of the encoder layers after the input (t genes); the last one is the embedding Z.
     # The expression decoder mirrors the hidden widths. Default 256-64-10: on PBMC, kidney and
@@ -84,7 +84,7 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Training schedule and loss weights (METHOD.md §5–6)."""
+    """Training schedule and loss weights (docs/method.md §5–6)."""
 
     # Epochs of pretraining (ZINB, reconstruction and graph terms, no KL); an epoch is one pass
     # over all cells, i.e. one full-batch step. Default 50: the best mean over PBMC, kidney and
@@ -105,7 +105,7 @@ class TrainParams:
     # full-batch step, as SDCN): 10 gave the same NMI within 0.005 on PBMC and worm.
     update_interval: int = 1
     # γ of the target distribution p_ij ∝ q_ij² / f_j^γ, f_j = Σ_i q_ij the soft cluster
-    # frequency (METHOD.md §5). 1 is DEC's target, which favours clusters of equal size; 0
+    # frequency (docs/method.md §5). 1 is DEC's target, which favours clusters of equal size; 0
     # sharpens Q without that pull, so that a large cell type is not pushed to split.
     target_frequency_exponent: float = 1.0
     # Stop joint training early when fewer than this fraction of labels change between two
@@ -125,11 +125,11 @@ class TrainParams:
     # Weight of KL(P‖Q) (per cell) in joint training; 0 switches the clustering term off. 1 as in
     # the paper's objective.
     kl_weight: float = 1.0
-    # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as METHOD.md asks)
+    # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as docs/method.md §6 asks)
     # makes the initialisation stable for little cost.
     kmeans_n_init: int = 20
     # Where k-means runs to initialise the cluster centres: "embedding" — on the pretrained Z
-    # (METHOD.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"], computed
+    # (docs/method.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"], computed
     # from X in the same way when absent); "both" — on the two side by side, each scaled to a
     # total variance of 1. With "pca" and "both" each centre is the mean Z of its cluster.
     # Default "both": chosen in every leave-one-dataset-out fold over the seven datasets of
@@ -282,7 +282,7 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
 
 PRESETS: dict[str, Params] = {
     "default": Params(),
-    # The paper's settings (METHOD.md §3, §5, §6): dims d-500-500-2000-10, layer-wise fusion
+    # The paper's settings (docs/method.md §3, §5, §6): dims d-500-500-2000-10, layer-wise fusion
     # with α = 0.5, β = 1, DEC's target and k-means start on Z, Adam with learning rate 1e-5
     # and 50 epochs. The paper does not say of which stage, so both stages get 50 epochs, an
     # epoch being one full-batch step.

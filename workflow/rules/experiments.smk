@@ -1,4 +1,4 @@
-# The paper's experiments as targets (METHOD.md §7): `snakemake benchmark`, `snakemake ablation`,
+# The paper's experiments as targets (the paper's Table 2 and Figs. 2–5): `snakemake benchmark`, `snakemake ablation`,
 # `snakemake sensitivity`. Each gathers a TSV (rules *_scores below) and its figure (plot.smk).
 
 

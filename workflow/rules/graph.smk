@@ -1,5 +1,5 @@
 rule graph:
-    """PCA and the symmetrised Euclidean kNN graph (METHOD.md §2)."""
+    """PCA and the symmetrised Euclidean kNN graph (docs/method.md §2)."""
     input:
         "results/{dataset}/preprocess/normalized_t{t}.h5ad",
     output:

@@ -1,4 +1,4 @@
-# Figures of each run (a deep method × dataset × seed) and of the experiments (METHOD.md §7).
+# Figures of each run (a deep method × dataset × seed) and of the experiments (the paper's Table 2 and Figs. 2–5).
 # Every figure goes into `snakemake --report report.html` with its caption (workflow/report/).
 
 

@@ -1,5 +1,5 @@
 rule qc:
-    """Cell and gene filters (METHOD.md §1.1)."""
+    """Cell and gene filters (docs/method.md §1.1)."""
     input:
         "resources/{dataset}/counts.h5ad",
     output:
@@ -17,7 +17,7 @@ rule qc:
 
 
 rule normalize:
-    """Size factors, log1p, top-t highly variable genes, scaled network input (METHOD.md §1.2–5)."""
+    """Size factors, log1p, top-t highly variable genes, scaled network input (docs/method.md §1.2–5)."""
     input:
         "results/{dataset}/preprocess/qc.h5ad",
     output:

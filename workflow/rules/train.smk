@@ -1,5 +1,5 @@
 rule train:
-    """Train scDSEC on one dataset with one seed (METHOD.md §3–6); GPU when present. `method` is the
+    """Train scDSEC on one dataset with one seed (docs/method.md §3–6); GPU when present. `method` is the
     model (`scdsec`) or one of its variants — `sdcn`, `scdsec-<ablation>`, `scdsec-t<t>`,
     `scdsec-k<K>`, `scdsec-alpha<a>` (scdsec/experiments.py) — each with its own graph and params."""
     input:
