@@ -3,9 +3,12 @@
 * :func:`evaluate_dataset`: one row per method and seed (``results/{dataset}/metrics.tsv``,
   columns :data:`METRIC_COLUMNS`): NMI, ARI, ACC, AMI against the true labels (on the labelled
   cells only, :func:`scdsec.metrics.score_labelled`; ``n_unlabelled`` counts the cells left
-  out), the number of clusters found, the silhouette of the labels in the method's embedding
-  (every cell), k-means in the method's embedding and in the PCA space of the normalised
-  expression (the paper's Table 4), and the time and peak memory of the method's steps
+  out), the number of clusters found, the silhouette of the labels in the common PCA space
+  (``silhouette_pca``, comparable across methods) and in the method's own embedding
+  (``silhouette_own``: how compact the method's clusters are in its own space, which every
+  clustering objective makes high, so it compares a method with itself only), k-means in
+  the method's embedding and in the PCA space of the normalised expression (the paper's
+  Table 4), and the time and peak memory of the method's steps
   (Snakemake's benchmark files). A dataset without labels gets the label-free measures only
   (column ``labels`` is ``none``); a method that could not run keeps its row, with NaN
   measures and its ``status`` and ``note``.
@@ -47,7 +50,8 @@ METRIC_COLUMNS = [
     "n_clusters_given",  # the K the method was given (NaN for methods that find their own)
     *LABEL_MEASURES,  # on the labelled cells only (scdsec.metrics.score_labelled)
     "n_unlabelled",  # cells without a true label, left out of the label measures
-    "silhouette",  # of the method's labels in its own embedding (every cell)
+    "silhouette_pca",  # of the method's labels in the common PCA space: compares methods
+    "silhouette_own",  # in the method's own embedding: not comparable across methods
     "kmeans_ari",  # k-means (K = n_clusters_eval) in the method's embedding
     "kmeans_silhouette",
     "pca_kmeans_ari",  # the same k-means in the PCA space of the normalised expression
@@ -195,7 +199,7 @@ def score_result(
             "n_clusters",
             *LABEL_MEASURES,
             "n_unlabelled",
-            "silhouette",
+            "silhouette_own",
             "kmeans_ari",
             "kmeans_silhouette",
         ],
@@ -208,7 +212,7 @@ def score_result(
     row.update(_label_columns(truth, pred, label_key))
     if result.embedding is not None and len(result.embedding) == len(pred):
         emb = result.embedding
-        row["silhouette"] = silhouette(emb, pred.to_numpy(), seed=seed)
+        row["silhouette_own"] = silhouette(emb, pred.to_numpy(), seed=seed)
         k = k_eval or int(pred.nunique())
         if 2 <= k < len(pred):
             km = pd.Series(_kmeans(emb, k, seed, kmeans_n_init), index=pred.index)
@@ -308,6 +312,7 @@ def evaluate_dataset(
         row.update(
             reference.get(seed, {"pca_kmeans_ari": math.nan, "pca_kmeans_silhouette": math.nan})
         )
+        row["silhouette_pca"] = _silhouette_on(pca, cells, result.labels, seed)
         row.update(read_benchmark(run.get("benchmark")))
         pre = [read_benchmark(p) for p in run.get("preprocess_benchmarks") or []]
         row["preprocess_seconds"] = float(sum(p["seconds"] for p in pre)) if pre else 0.0
@@ -319,12 +324,22 @@ def evaluate_dataset(
             run["method"],
             seed,
             result.status,
-            row["n_clusters"],
+            f"{row['n_clusters']:.0f}",
             row["nmi"],
             row["ari"],
             row["n_unlabelled"],
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def _silhouette_on(
+    space: np.ndarray, cells: pd.Index, labels: pd.Series | None, seed: int
+) -> float:
+    """Silhouette of ``labels`` (indexed by cell) in ``space`` (rows: ``cells``); NaN when
+    there are no labels or they name other cells."""
+    if labels is None or len(labels) != len(cells) or not labels.index.isin(cells).all():
+        return math.nan
+    return silhouette(space, labels.reindex(cells).to_numpy(), seed=seed)
 
 
 def write_table(table: pd.DataFrame, output: PathLike) -> None:

@@ -125,8 +125,8 @@ class TrainParams:
     # Weight of KL(P‖Q) (per cell) in joint training; 0 switches the clustering term off. 1 as in
     # the paper's objective.
     kl_weight: float = 1.0
-    # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as docs/method.md §6 asks)
-    # makes the initialisation stable for little cost.
+    # k-means restarts when initialising the cluster centres on Z; 20 (≥ 10 as docs/method.md
+    # §6 asks) makes the initialisation stable for little cost.
     kmeans_n_init: int = 20
     # Where k-means runs to initialise the cluster centres: "embedding" — on the pretrained Z
     # (docs/method.md §6, DEC); "pca" — on the graph step's PCA coordinates (obsm["X_pca"], computed

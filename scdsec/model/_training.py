@@ -1,4 +1,5 @@
-"""The training loop of scDSEC (docs/method.md §5–6): pretraining, the centres' start, joint training.
+"""The training loop of scDSEC (docs/method.md §5–6): pretraining, the centres' start, joint
+training.
 
 One loop for full-batch and mini-batch training: it reads its batches from a
 :class:`~scdsec.model._data.CellBatches`, which holds either one batch of every cell or

@@ -1,12 +1,19 @@
 rule evaluate:
     """Score every method × seed of one dataset: NMI, ARI, ACC, AMI (labelled cells only; the
-    cells left out in n_unlabelled), clusters found, silhouette, k-means in the embedding vs the
-    PCA space, time and memory (one row each in metrics.tsv)."""
+    cells left out in n_unlabelled), clusters found, silhouettes (common PCA space, own
+    embedding), k-means in the embedding vs the PCA space, time and memory (one row each in
+    metrics.tsv)."""
     input:
         graph=graph_file(T, K),
         results=evaluate_inputs,
     output:
-        "results/{dataset}/metrics.tsv",
+        report(
+            "results/{dataset}/metrics.tsv",
+            caption="../report/metrics.rst",
+            category="Evaluation",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "table": "metrics"},
+        ),
     params:
         runs=evaluate_runs,
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
