@@ -12,14 +12,17 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from env_imports import assert_envs_hold_recorded_imports, recording_env
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None
+) -> subprocess.CompletedProcess:
     """Run the repository's workflow with ``workdir`` as its working directory."""
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
@@ -322,7 +325,13 @@ def test_real_dataset_graph(tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_demo_trains_and_reruns_give_identical_clusters(tmp_path):
+def test_demo_runs_whole_its_report_embeds_every_figure_and_reruns_give_identical_clusters(
+    tmp_path,
+):
+    """The default target on a tiny demo; `snakemake --report` as the README shows it; each
+    job's imports within its env; a forced rerun of training gives the same clusters."""
+    import base64
+
     import pandas as pd
 
     config = {
@@ -333,7 +342,17 @@ def test_demo_trains_and_reruns_give_identical_clusters(tmp_path):
     }
     write_config(tmp_path, config)
     run_dir = tmp_path / "results/demo/scdsec/seed0"
-    snakemake(tmp_path, str(run_dir.relative_to(tmp_path) / "clusters.tsv"))
+    snakemake(tmp_path, env=recording_env(tmp_path / "imports"))
+    checked = assert_envs_hold_recorded_imports(tmp_path / "imports")
+    assert {"train", "evaluate", "plot_embeddings", "plot_markers", "markers"} <= checked
+
+    snakemake(tmp_path, "--report", "report.html")
+    html = (tmp_path / "report.html").read_text()
+    shown = sorted((tmp_path / "results").rglob("*.png")) + [tmp_path / "results/demo/metrics.tsv"]
+    assert len(shown) == 5, shown  # loss, embeddings, confusion, markers dot plot; metrics
+    for path in shown:  # each file's content is in the page (base64), not only its name
+        encoded = base64.b64encode(path.read_bytes()).decode()
+        assert encoded[:2000] in html, f"{path.name} is not embedded in report.html"
     result = ad.read_h5ad(run_dir / "scdsec.h5ad")
     assert result.obs["scdsec"].cat.categories.size == 3
     assert result.obsm["X_scdsec"].shape == (300, 8)
