@@ -109,17 +109,17 @@ def clustered() -> ad.AnnData:
 
 
 def test_embeddings_grid_with_and_without_true_labels(clustered, tmp_path, monkeypatch):
-    # The real t-SNE once, for the file; the layout checks with a quick stand-in.
+    # The real UMAP once, for the file; the layout checks with a quick stand-in.
     plotting.plot_embeddings(clustered, tmp_path / "embeddings.png")
     _check_png(tmp_path / "embeddings.png")
-    monkeypatch.setattr(plotting, "_tsne", lambda data, seed, threads=None: data[:, :2])
+    monkeypatch.setattr(plotting, "_umap", lambda data, seed: data[:, :2])
 
     fig = plotting.embeddings_figure(clustered, seed=0)
     assert len(fig.axes) == 4
     titles = [ax.get_title() for ax in fig.axes]
     assert "Normalised expression" in titles[0] and "scDSEC embedding" in titles[1]
     assert "true cell type" in titles[0] and "cluster" in titles[2]
-    assert all(ax.get_xlabel() == "t-SNE 1" for ax in fig.axes)
+    assert all(ax.get_xlabel() == "UMAP 1" for ax in fig.axes)
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
     assert len(legends) == 2
     # The cluster legend names the matched type of every cluster and the one left over.

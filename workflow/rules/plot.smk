@@ -27,7 +27,7 @@ rule plot_loss:
 
 
 rule plot_embeddings:
-    """t-SNE of the expression vs of the scDSEC embedding, by true type and by cluster (Fig. 6)."""
+    """UMAP of the expression vs of the scDSEC embedding, by true type and by cluster (Fig. 6)."""
     input:
         f"{RUN_DIR}/scdsec.h5ad",
     output:
@@ -36,7 +36,7 @@ rule plot_embeddings:
             caption="../report/embeddings.rst",
             category="Clusters",
             subcategory="{dataset}",
-            labels={**RUN_LABELS, "figure": "t-SNE"},
+            labels={**RUN_LABELS, "figure": "UMAP"},
         ),
     wildcard_constraints:
         method=xp.DEEP_METHOD_REGEX,
@@ -45,7 +45,6 @@ rule plot_embeddings:
         seed=lambda wildcards: int(wildcards.seed),
         max_cells=config["plots"]["max_cells"],
         context=run_context,
-    threads: 2
     log:
         "logs/{dataset}/{method}/seed{seed}/plot_embeddings.log",
     benchmark:

@@ -16,5 +16,4 @@ with step_log(snakemake.log[0]):
         snakemake.input[0],
         snakemake.output[0],
         **dict(snakemake.params.items()),
-        threads=snakemake.threads,
     )
