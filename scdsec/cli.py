@@ -260,10 +260,13 @@ def _check_labelled(truth, args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .io.readers import FORMATS
 
     parser = argparse.ArgumentParser(prog="scdsec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"scdsec {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="print warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true", help="also print debug lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser(
@@ -308,8 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument(
         "--format",
         default="auto",
-        help="input format: auto (default: from the content), h5ad, zarr, 10x_h5, 10x_mtx, csv, "
-        "tsv, xy_h5 or cellblast_h5",
+        help=f"input format: auto (default: from the content) or one of {', '.join(FORMATS)}",
     )
     clu.add_argument(
         "--cells-as",
@@ -317,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "rows", "columns"],
         help="CSV/TSV: cells are the table's rows or columns (auto: only where the table says)",
     )
-    clu.add_argument("--layer", help=".h5ad/.zarr: read the counts from this layer instead of X")
+    clu.add_argument(
+        "--layer", help=".h5ad/.zarr/.loom: read the counts from this layer instead of X"
+    )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
     clu.add_argument(
         "--checkpoint-every",
@@ -345,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import configure_logging
 
     args = build_parser().parse_args(argv)
-    configure_logging(logging.INFO if args.verbose else logging.WARNING)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    configure_logging(level)
     try:
         args.func(args)
     except (InputError, OSError) as err:

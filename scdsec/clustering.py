@@ -47,6 +47,13 @@ def estimate_n_clusters(
     """
     if "knn" not in adata.obsp:
         raise ValueError("estimate_n_clusters needs the kNN graph in adata.obsp['knn']")
-    k = len(np.unique(leiden_labels(adata.obsp["knn"], resolution=resolution, seed=seed)))
-    logger.info("Estimated %d clusters (Leiden, resolution %.2f, on the kNN graph)", k, resolution)
-    return max(k, 2)
+    found = len(np.unique(leiden_labels(adata.obsp["knn"], resolution=resolution, seed=seed)))
+    k = max(found, 2)
+    logger.info(
+        "K = %d, estimated: %d Leiden communities of the kNN graph at resolution %.2f%s",
+        k,
+        found,
+        resolution,
+        " (at least 2)" if k != found else "",
+    )
+    return k

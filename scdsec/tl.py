@@ -15,6 +15,7 @@ from .clustering import estimate_n_clusters
 from .consensus import consensus_labels, ensemble_seeds
 from .model import SCDSEC, Params
 from .provenance import provenance
+from .settings import logger
 
 __all__ = ["cluster", "consensus", "estimate_n_clusters"]
 
@@ -85,6 +86,8 @@ def cluster(
         raise ValueError("n_runs=2: two runs cannot outvote each other; use 1 or at least 3")
     estimated = n_clusters == "auto"
     k = estimate_n_clusters(adata, seed=seed) if estimated else int(n_clusters)
+    if not estimated:
+        logger.info("K = %d (given)", k)
     if isinstance(params, Mapping):
         params = Params.from_dict(params)
     _remove_results(adata, key_added)

@@ -26,6 +26,17 @@ FAST = {
 }
 
 
+def error_line(capsys) -> str:
+    """The command's error: its last line on stderr, there once, after no traceback (the log
+    lines of the steps that ran come before it)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err, err
+    assert sum(": error: " in line for line in lines) == 1, err
+    assert lines[-1].startswith("scdsec ") and ": error: " in lines[-1], err
+    return lines[-1]
+
+
 @pytest.fixture
 def sim_file(tmp_path):
     path = tmp_path / "sim.h5ad"
@@ -80,8 +91,7 @@ def test_simulate_bad_proportions_is_one_line(tmp_path, capsys, value, expected)
     out = tmp_path / "bad.h5ad"
     cmd = ["simulate", "--cells", "100", "--genes", "50", "--types", "4", "--out", str(out)]
     assert main([*cmd, "--proportions", value]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
+    err = error_line(capsys)
     assert err.startswith("scdsec simulate: error: --proportions") and expected in err
     assert not out.exists()
 
@@ -133,7 +143,12 @@ def test_cluster_writes_the_outputs(tmp_path, sim_file, fast_config, capsys):
     assert metrics["n_unlabelled"] == 0  # every cell labelled
     assert (out / "model" / "model.pt").is_file()
     assert not (out / "checkpoints").exists()  # the training's checkpoints end with it
-    assert "results in" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "results in" in captured.out
+    # It says what it does, step by step, with its figures.
+    for step in ("300 cells × 300 genes", "QC:", "highly variable genes", "Graph:", "K = 3"):
+        assert step in captured.err, (step, captured.err)
+    assert "pretraining for 20 epochs" in captured.err and "joint training" in captured.err
 
 
 def test_cluster_in_mini_batches(tmp_path, sim_file, fast_config):
@@ -171,8 +186,8 @@ def test_bad_input_is_one_line_naming_the_problem(
         cfg.write_text(yaml.safe_dump(config))
         cmd += ["--config", str(cfg)]
     assert main(cmd) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and expected in err
+    err = error_line(capsys)
+    assert expected in err
     assert str(sim_file) in err or "bad.yaml" in err or (args and args[0] in err)
     assert not (tmp_path / "out" / "scdsec.h5ad").exists()
 
@@ -256,8 +271,8 @@ def test_cluster_without_any_label_is_one_line_naming_the_key(tmp_path, capsys):
     path = _partly_labelled(tmp_path, fraction=1.0)
     out = tmp_path / "out"
     assert main(["cluster", str(path), "--out", str(out), "--labels", "cell_type"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "'cell_type'" in err and str(path) in err
+    err = error_line(capsys)
+    assert "'cell_type'" in err and str(path) in err
     assert not (out / "scdsec.h5ad").exists()  # stopped before training
 
 
@@ -278,8 +293,8 @@ def test_cluster_reader_options_reach_the_reader(tmp_path, sim_file, capsys):
     layered.write_h5ad(tmp_path / "layered.h5ad")
     run = ["cluster", str(tmp_path / "layered.h5ad"), "--out", str(tmp_path / "a")]
     assert main([*run, "--n-clusters", "3"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "has no X" in err and "--layer counts" in err
+    err = error_line(capsys)
+    assert "has no X" in err and "--layer counts" in err
     config = _tiny_config(tmp_path)
     assert main([*run, "--n-clusters", "3", "--layer", "counts", "--config", config]) == 0
     assert (tmp_path / "a" / "clusters.tsv").exists()
@@ -288,8 +303,8 @@ def test_cluster_reader_options_reach_the_reader(tmp_path, sim_file, capsys):
     pd.DataFrame(adata.X.toarray(), index=[f"r{i}" for i in range(adata.n_obs)]).to_csv(table)
     run = ["cluster", str(table), "--out", str(tmp_path / "b"), "--n-clusters", "3"]
     assert main(run) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "cells_as" in err and str(table) in err
+    err = error_line(capsys)
+    assert "cells_as" in err and str(table) in err
     assert not (tmp_path / "b").exists()
     assert main([*run, "--cells-as", "rows", "--config", config]) == 0
     assert len(pd.read_csv(tmp_path / "b" / "clusters.tsv", sep="\t")) == adata.n_obs
@@ -334,8 +349,8 @@ def test_too_few_cells_is_one_line_naming_the_count_and_the_key(
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--config", str(tmp_path / "c.yaml")]
     assert main(cmd) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    err = error_line(capsys)
+    assert "Traceback" not in err
     assert f"{path}: 40 cells after QC" in err and expected in err
     assert not (tmp_path / "out").exists()
 
@@ -449,10 +464,8 @@ def test_bad_input_stops_in_one_line_and_loses_nothing(tmp_path, bad_inputs, cap
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(bad.config))
         cmd += ["--config", str(tmp_path / "config.yaml")]
     assert main(cmd) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    line = error_line(capsys)
     for fragment in bad.expected:
-        assert fragment in lines[0], lines[0]
+        assert fragment in line, line
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert digest(bad.path) == before  # the input is untouched

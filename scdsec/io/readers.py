@@ -401,6 +401,7 @@ def _finish(
         obs["label"] = _as_labels(obs[labels])
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["scdsec_source"] = {"path": str(path), "format": fmt}
+    _log.info("%s: %d cells × %d genes (%s)", path, n_cells, n_genes, fmt)
     return adata
 
 

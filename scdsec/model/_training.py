@@ -83,6 +83,13 @@ def fit(
     return rows
 
 
+def _log_stage(stage: str, first: int, epochs: int) -> None:
+    if first == 0:
+        settings.logger.info("scDSEC: %s for %d epochs", stage, epochs)
+    else:
+        settings.logger.info("scDSEC: %s resumes after epoch %d of %d", stage, first, epochs)
+
+
 class _Loop:
     """The two stages of :func:`fit` with what they share (and save in checkpoints)."""
 
@@ -109,7 +116,7 @@ class _Loop:
         if resumed is not None:
             optimizer.load_state_dict(resumed["optimizer"])
             first = resumed["epoch"]
-        settings.logger.info("scDSEC: pretraining for %d epochs", tp.pretrain_epochs)
+        _log_stage("pretraining", first, tp.pretrain_epochs)
         bar = tqdm(
             range(first, tp.pretrain_epochs),
             desc="scDSEC pretrain",
@@ -138,7 +145,7 @@ class _Loop:
             target = resumed["target"]
             target = None if target is None else target.to(batches.device)
             first = resumed["epoch"]
-        settings.logger.info("scDSEC: joint training for %d epochs", tp.epochs)
+        _log_stage("joint training", first, tp.epochs)
         bar = tqdm(
             range(first, tp.epochs),
             desc="scDSEC cluster",
