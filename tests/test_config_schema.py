@@ -51,3 +51,34 @@ def test_the_shipped_config_validates():
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     assert config["run"] == ["demo"]
+
+
+def test_strings_from_the_command_line_become_what_the_schema_asks_for():
+    """`snakemake --config seeds=[0]` passes ["0"]; numbers, booleans and nulls given as strings
+    are read as the schema asks, while strings the schema accepts (names, `auto`) stay."""
+    from scdsec.workflow_config import coerce_to_schema
+
+    config = {
+        "seeds": ["0", "1"],
+        "run": ["7"],  # dataset names are strings
+        "deterministic": "true",
+        "datasets": {
+            "7": {"n_clusters": "5", "labels": "1", "simulate": {"proportions": ["0.5", "1"]}},
+            "b": {"n_clusters": "auto", "checksum": "null"},  # a string is a string there
+        },
+        "qc": {"max_mito_fraction": "null"},
+        "train": {"batch_size": "512", "lr": "1e-3"},
+        "graph": {"n_neighbors": "many"},  # left for validation to refuse, naming the key
+    }
+    assert coerce_to_schema(config, SCHEMA) == {
+        "seeds": [0, 1],
+        "run": ["7"],
+        "deterministic": True,
+        "datasets": {
+            "7": {"n_clusters": 5, "labels": "1", "simulate": {"proportions": [0.5, 1.0]}},
+            "b": {"n_clusters": "auto", "checksum": "null"},
+        },
+        "qc": {"max_mito_fraction": None},
+        "train": {"batch_size": 512, "lr": 0.001},
+        "graph": {"n_neighbors": "many"},
+    }

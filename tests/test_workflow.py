@@ -80,6 +80,13 @@ def test_default_config_dry_run_lists_the_four_steps(tmp_path):
         assert jobs[rule] == 1
 
 
+def test_config_values_from_the_command_line_are_read_as_the_schema_asks(tmp_path):
+    write_config(tmp_path, TINY)
+    assert planned_jobs(tmp_path, "--config", "seeds=[0,1]")["train"] == 2
+    proc = snakemake(tmp_path, "-n", "--config", "seeds=[zero]", check=False)
+    assert proc.returncode != 0 and "seeds" in proc.stdout + proc.stderr
+
+
 def test_a_wrong_config_stops_before_any_job_naming_the_key(tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(TINY))
     bad["graph"]["n_neighbors"] = "many"

@@ -3,14 +3,21 @@
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import min_version, validate
 
 # Method names and their parameters come from the package beside this workflow (no heavy imports).
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
 from scdsec.io import download
+from scdsec.workflow_config import coerce_to_schema
 
 min_version("9.0")
+
+# `--config seeds=[0]` arrives as ["0"]: numbers, booleans and nulls given as strings become
+# what the schema asks for before anything reads the config.
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+coerce_to_schema(config, yaml.safe_load(SCHEMA.read_text()))
 
 
 # The model's values come from `preset`, overridden by what the config sets under `model`
@@ -21,7 +28,7 @@ MODEL_PARAMS = {
     "train": dict(config.get("train") or {}),
 }
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+validate(config, schema=str(SCHEMA), set_default=True)
 
 
 def _config_error(key, problem):

@@ -1,0 +1,93 @@
+"""The workflow's config as Snakemake passes it, made to match its JSON schema.
+
+``snakemake --config seeds=[0]`` hands the workflow ``{"seeds": ["0"]}``: Snakemake reads a
+value on the command line as YAML only at its top level, and leaves list items and nested
+values as strings, which the schema then refuses (``'0' is not of type 'integer'``).
+:func:`coerce_to_schema` turns such strings into the numbers and booleans the schema asks for
+before validation; a string that does not read as one is left for validation to refuse,
+naming the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["coerce_to_schema"]
+
+_INTEGER = re.compile(r"[+-]?\d+")
+_BOOLEANS = {"true": True, "false": False}
+_NULLS = {"null", "none", "~"}
+
+
+def coerce_to_schema(value: Any, schema: Mapping, root: Mapping | None = None) -> Any:
+    """Return ``value`` with the strings that stand where ``schema`` wants a number, a
+    boolean or null turned into one (recursively through objects and arrays; lists and dicts
+    are changed in place). ``root`` resolves ``$ref: "#/$defs/..."`` (default: ``schema``).
+
+    A string is kept when the schema accepts it as a string there (its ``enum`` or ``const``
+    included), or when it does not read as any type the schema wants.
+    """
+    root = schema if root is None else root
+    branches = _branches(schema, root)
+    if isinstance(value, str):
+        return _coerce_string(value, branches)
+    if isinstance(value, list):
+        for branch in branches:
+            if "items" in branch:
+                value[:] = [coerce_to_schema(v, branch["items"], root) for v in value]
+                break
+    elif isinstance(value, dict):
+        for branch in branches:
+            properties = branch.get("properties", {})
+            extra = branch.get("additionalProperties")
+            if not properties and not isinstance(extra, Mapping):
+                continue
+            for key, item in value.items():
+                sub = properties.get(key, extra if isinstance(extra, Mapping) else None)
+                if sub is not None:
+                    value[key] = coerce_to_schema(item, sub, root)
+            break
+    return value
+
+
+def _branches(schema: Mapping, root: Mapping) -> list[Mapping]:
+    """The schema and its ``oneOf``/``anyOf`` alternatives, ``$ref`` resolved."""
+    if "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        schema = node
+    found = [schema]
+    for key in ("oneOf", "anyOf"):
+        for alternative in schema.get(key, []):
+            found += _branches(alternative, root)
+    return found
+
+
+def _types(branch: Mapping) -> set[str]:
+    kind = branch.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+def _coerce_string(value: str, branches: list[Mapping]) -> Any:
+    for branch in branches:
+        if "string" in _types(branch):
+            allowed = branch.get("enum", [branch["const"]] if "const" in branch else None)
+            if allowed is None or value in allowed:
+                return value
+    wanted = set().union(*(_types(b) for b in branches))
+    text = value.strip()
+    if "integer" in wanted and _INTEGER.fullmatch(text):
+        return int(text)
+    if "number" in wanted:
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    if "boolean" in wanted and text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
+    if "null" in wanted and text.lower() in _NULLS:
+        return None
+    return value
