@@ -75,10 +75,11 @@ def record(adata: ad.AnnData, step: str, params: Mapping) -> None:
 def step_log(log_file: PathLike | None) -> Iterator[None]:
     """Route the package's log lines and Python warnings to ``log_file`` for one step.
 
-    Bad input (:class:`scdsec.InputError`, whose message names the dataset or file and the
-    setting to change) ends the step's log with that message as one line, without a
-    traceback, and ends the script with exit status 1; any other error is logged with its
-    traceback and raised.
+    A failure ends the step's log with one line that says why, also printed on the console
+    (where Snakemake's error summary stands), and ends the script with exit status 1: bad
+    input (:class:`scdsec.InputError`, whose message names the dataset or file and the setting
+    to change) as that message, without a traceback; any other error after its traceback in
+    the log, as ``step failed: <type>: <message>``.
     """
     from .settings import configure_logging
 
@@ -86,18 +87,21 @@ def step_log(log_file: PathLike | None) -> Iterator[None]:
         yield
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    console = sys.stderr
     with open(log_file, "a") as fh, contextlib.redirect_stderr(fh):
         configure_logging(filename=None)
         logging.captureWarnings(True)
         warnings.simplefilter("default")
         try:
             yield
-        except InputError as err:
-            logger.error("%s", " ".join(str(err).split()))
+        except Exception as err:
+            cause = " ".join(str(err).split())
+            if not isinstance(err, InputError):
+                logger.exception("step failed")
+                cause = f"step failed: {type(err).__name__}: {cause}"
+            logger.error("%s", cause)
+            print(f"Error: {cause} (log: {log_file})", file=console, flush=True)
             raise SystemExit(1) from None
-        except Exception:
-            logger.exception("step failed")
-            raise
         finally:
             logging.captureWarnings(False)
             sys.stderr.flush()

@@ -85,7 +85,9 @@ def package_logger():
     logger.handlers[:], logger.level, logger.propagate = saved
 
 
-def test_bad_input_ends_the_step_log_in_one_line_without_a_traceback(tmp_path, package_logger):
+def test_a_failed_step_ends_its_log_and_the_console_with_its_cause_in_one_line(
+    tmp_path, package_logger, capsys
+):
     log = tmp_path / "step.log"
     with pytest.raises(SystemExit) as end, step_log(log):
         raise InputError("dataset d: 40 cells after QC, too few for graph.n_neighbors = 50")
@@ -93,9 +95,15 @@ def test_bad_input_ends_the_step_log_in_one_line_without_a_traceback(tmp_path, p
     text = log.read_text()
     assert "Traceback" not in text
     assert text.strip().splitlines()[-1].endswith("too few for graph.n_neighbors = 50")
-    with pytest.raises(RuntimeError), step_log(log):  # a bug keeps its traceback
-        raise RuntimeError("bug")
-    assert "Traceback" in log.read_text()
+    cause = "Error: dataset d: 40 cells after QC, too few for graph.n_neighbors = 50"
+    assert capsys.readouterr().err.strip() == f"{cause} (log: {log})"
+
+    with pytest.raises(SystemExit), step_log(log):  # a bug: its traceback, then its cause
+        raise RuntimeError("bug\nin two lines")
+    lines = log.read_text().strip().splitlines()
+    assert "Traceback (most recent call last):" in lines
+    assert lines[-1].endswith("ERROR scdsec: step failed: RuntimeError: bug in two lines")
+    assert "step failed: RuntimeError: bug in two lines" in capsys.readouterr().err
 
 
 def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_counts):

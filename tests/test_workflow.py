@@ -126,11 +126,15 @@ def test_simulated_proportions_need_one_weight_per_type(tmp_path):
 
 
 def failed_step_line(proc: subprocess.CompletedProcess, log: Path) -> str:
-    """The last line of a failed rule's log, which must hold no traceback."""
+    """The last line of a failed rule's log, which must hold no traceback; Snakemake's console
+    output shows it too."""
     assert proc.returncode != 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     text = log.read_text()
     assert "Traceback" not in text, text
-    return text.strip().splitlines()[-1]
+    line = text.strip().splitlines()[-1]
+    cause = line.split(" ERROR scdsec: ", 1)[-1]
+    assert f"Error: {cause}" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    return line
 
 
 FEW_CELLS = {
