@@ -72,8 +72,9 @@ def record(adata: ad.AnnData, step: str, params: Mapping) -> None:
 
 
 @contextlib.contextmanager
-def step_log(log_file: PathLike | None) -> Iterator[None]:
-    """Route the package's log lines and Python warnings to ``log_file`` for one step.
+def step_log(log_file: PathLike | None, threads: int | None = None) -> Iterator[None]:
+    """Route the package's log lines and Python warnings to ``log_file`` for one step, whose
+    thread pools are kept to ``threads`` (the rule's; :func:`scdsec.settings.limit_threads`).
 
     A failure ends the step's log with one line that says why, also printed on the console
     (where Snakemake's error summary stands), and ends the script with exit status 1: bad
@@ -81,8 +82,9 @@ def step_log(log_file: PathLike | None) -> Iterator[None]:
     to change) as that message, without a traceback; any other error after its traceback in
     the log, as ``step failed: <type>: <message>``.
     """
-    from .settings import configure_logging
+    from .settings import configure_logging, limit_threads
 
+    limit_threads(threads)
     if log_file is None:
         yield
         return

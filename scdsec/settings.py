@@ -42,19 +42,50 @@ def select_device(device: DeviceOption | str = "auto"):
     return torch.device(device)
 
 
+#: The variables that size the thread pools of OpenMP, the BLAS libraries, numba and torch
+#: (read when each library loads).
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+def limit_threads(threads: int | None) -> None:
+    """Keep every thread pool of this process to ``threads``: the environment variables of
+    :data:`THREAD_VARIABLES` for libraries loaded later, threadpoolctl for the OpenMP and BLAS
+    pools already loaded, numba and torch when imported. A workflow step calls it with its
+    rule's ``threads`` (through :func:`scdsec.pipeline.step_log`), so that the jobs Snakemake
+    runs side by side do not oversubscribe the cores it gave them."""
+    if not threads:
+        return
+    threads = int(threads)
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 def set_threads(threads: int | None) -> None:
-    """Make torch (and the BLAS libraries it drives) use ``threads`` CPU threads."""
+    """Make torch, the BLAS libraries it drives and every other pool use ``threads`` CPU
+    threads (:func:`limit_threads`, torch imported)."""
     if not threads:
         return
     import torch
 
     torch.set_num_threads(int(threads))
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(int(threads))
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
+    limit_threads(threads)
 
 
 def resolve_deterministic(deterministic: bool | str, device) -> bool:

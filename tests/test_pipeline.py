@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import anndata as ad
 import pytest
 
@@ -120,3 +123,35 @@ def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_c
     assert not args[1].exists()
     qc_step(*args, n_neighbors=39, n_clusters=40)
     assert ad.read_h5ad(args[1]).n_obs == 40
+
+
+def test_a_step_keeps_every_thread_pool_to_its_rules_threads(tmp_path):
+    """Run in a fresh interpreter: the pools of libraries loaded before and after the step
+    starts (BLAS, OpenMP, numba, torch) all hold the rule's one thread."""
+    import subprocess
+    import sys
+
+    code = """
+import json, os
+import numpy  # BLAS loaded before the step starts
+from scdsec.pipeline import step_log
+with step_log(None, threads=1):
+    import numba, sklearn.cluster, torch  # loaded after
+    from threadpoolctl import threadpool_info
+    print(json.dumps({
+        "pools": sorted({p["num_threads"] for p in threadpool_info()}),
+        "numba": numba.get_num_threads(),
+        "torch": torch.get_num_threads(),
+        "omp": os.environ["OMP_NUM_THREADS"],
+    }))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "pools": [1],
+        "numba": 1,
+        "torch": 1,
+        "omp": "1",
+    }

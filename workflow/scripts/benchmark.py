@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.evaluate import benchmark_step
 from scdsec.pipeline import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     benchmark_step(
         list(snakemake.input),
         snakemake.output.scores,

@@ -8,5 +8,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.experiments import count_genes_step
 from scdsec.pipeline import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     count_genes_step(snakemake.input[0], snakemake.output[0])

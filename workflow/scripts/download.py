@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.pipeline import import_dataset, step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     import_dataset(
         snakemake.params.entry,
         snakemake.output[0],

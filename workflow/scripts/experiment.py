@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.evaluate import experiment_step
 from scdsec.pipeline import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     experiment_step(
         snakemake.output[0],
         entries=snakemake.params.entries,

@@ -15,7 +15,7 @@ key = (
     else "experiments.sensitivity.k"
 )
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     graph_step(
         snakemake.input[0],
         snakemake.output[0],

@@ -8,5 +8,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import step_log
 from scdsec.scalability import machine_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     machine_step(snakemake.output[0], threads=snakemake.threads)

@@ -11,5 +11,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.markers import markers_step
 from scdsec.pipeline import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     markers_step(snakemake.input[0], snakemake.output[0], **dict(snakemake.params.items()))

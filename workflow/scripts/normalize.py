@@ -7,5 +7,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.pipeline import normalize_step, step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     normalize_step(snakemake.input[0], snakemake.output[0], **dict(snakemake.params.items()))

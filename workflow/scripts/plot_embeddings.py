@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import step_log
 from scdsec.plotting import embeddings_plot_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     embeddings_plot_step(
         snakemake.input[0],
         snakemake.output[0],

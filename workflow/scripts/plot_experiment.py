@@ -11,6 +11,6 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import step_log
 from scdsec.plotting import experiment_plot_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     params = dict(snakemake.params.items())
     experiment_plot_step(params.pop("kind"), snakemake.input[0], snakemake.output[0], **params)

@@ -11,5 +11,5 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import step_log
 from scdsec.plotting import loss_plot_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     loss_plot_step(snakemake.input[0], snakemake.output[0], context=snakemake.params.context)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.markers import marker_dotplot_step
 from scdsec.pipeline import step_log
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     marker_dotplot_step(
         snakemake.input.h5ad,
         snakemake.input.markers,

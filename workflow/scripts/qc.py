@@ -9,7 +9,7 @@ from scdsec.pipeline import qc_step, step_log
 
 # The first step that knows the cells after QC checks them against K and the number of
 # clusters; read from the config (not params) so that changing them does not rerun QC.
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     qc_step(
         snakemake.input[0],
         snakemake.output[0],

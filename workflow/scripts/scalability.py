@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 from scdsec.pipeline import step_log
 from scdsec.scalability import scalability_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     scalability_step(
         snakemake.params.entries,
         snakemake.input.machine,

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.pipeline import step_log, train_step
 
-with step_log(snakemake.log[0]):
+with step_log(snakemake.log[0], threads=snakemake.threads):
     train_step(
         snakemake.input[0],
         Path(snakemake.output.h5ad).parent,
