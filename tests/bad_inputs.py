@@ -57,7 +57,9 @@ def write_bad_inputs(folder: Path) -> dict[str, BadInput]:
     good.write_h5ad(folder / "whole.h5ad")
     data = (folder / "whole.h5ad").read_bytes()
     (folder / "truncated.h5ad").write_bytes(data[: len(data) // 2])
-    bad["truncated"] = BadInput(folder / "truncated.h5ad", ("truncated.h5ad", "cannot read"))
+    bad["truncated"] = BadInput(
+        folder / "truncated.h5ad", ("truncated.h5ad", "cannot read", "is truncated")
+    )
 
     (folder / "not_hdf5.h5").write_bytes(b"\x00\x01 this is no HDF5 file at all \x02" * 20)
     bad["not_hdf5"] = BadInput(folder / "not_hdf5.h5", ("not_hdf5.h5", "unrecognised format"))

@@ -623,7 +623,22 @@ def test_missing_label_key_lists_available(truth, tmp_path) -> None:
     _assert_input_error(tenx, "'cell_type'", "available keys: none", labels="cell_type")
     csv_path = write_csv_rows(tmp_path, truth).path
     _assert_input_error(
-        csv_path, "metadata column 'donor'", labels="cell_type", metadata_columns=["batch", "donor"]
+        csv_path,
+        "metadata column 'donor' not found",
+        labels="cell_type",
+        metadata_columns=["batch", "donor"],
+    )
+    # Not blamed on the text column that is there: the missing name is the problem.
+    _assert_input_error(
+        csv_path, "label key 'celltype' not found", "holding text): 'cell_type'", labels="celltype"
+    )
+    r_style = write_csv_r_style_columns(tmp_path, truth).path
+    _assert_input_error(
+        r_style,
+        "label key 'celltype' not found",
+        "'cell_type'",
+        labels="celltype",
+        cells_as="columns",
     )
 
 

@@ -193,7 +193,8 @@ def read_counts(
         )
     try:
         if fmt in ("csv", "tsv"):
-            parsed = _read_table(path, "\t" if fmt == "tsv" else ",", cells_as, requested)
+            sep = "\t" if fmt == "tsv" else ","
+            parsed = _read_table(path, sep, cells_as, requested, labels)
         elif fmt in _ANNDATA_FORMATS:
             parsed = _read_anndata(path, fmt, layer)
         elif fmt == "10x_h5":
@@ -517,8 +518,20 @@ def _names(values: np.ndarray) -> list[str]:
     return [str(v) for v in _decoded(np.asarray(values))]
 
 
+_TRUNCATED_HDF5 = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The error's message in one line, in a user's words where HDF5 has its own."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    truncated = _TRUNCATED_HDF5.search(text)
+    if truncated:
+        size, expected = (int(n) for n in truncated.groups())
+        return (
+            f"the HDF5 file is truncated ({size:,} of its {expected:,} bytes): the download "
+            "or copy did not finish; fetch it again"
+        )
+    return text
 
 
 # --------------------------------------------------------------------------- HDF5 readers
@@ -1003,10 +1016,16 @@ def _orientation(
         genes = row_names if choice == "columns" else col_names
         what = "gene names" if _look_like_genes(genes) else "cell barcodes"
         return choice, f"{what} label the {'rows' if choice == 'columns' else 'columns'}"
+    absent = (
+        f"; {requested[0]!r} (asked for as labels or metadata_columns) is neither in the "
+        "header nor in the first column"
+        if requested
+        else ""
+    )
     return None, (
         "the table does not say whether cells are rows or columns (row names "
         f"{_examples(row_names)}, column names {_examples(col_names)}, corner cell "
-        f"{corner!r}); set cells_as: rows or columns (scdsec cluster --cells-as)"
+        f"{corner!r}){absent}; set cells_as: rows or columns (scdsec cluster --cells-as)"
     )
 
 
@@ -1016,7 +1035,9 @@ def _examples(names: list[str] | None) -> str:
     return ", ".join(repr(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
 
 
-def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _Parsed:
+def _read_table(
+    path: Path, sep: str, cells_as: str, requested: list[str], labels: str | None
+) -> _Parsed:
     with _open_table(path) as stream:
         lines = csv.reader(
             io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), delimiter=sep
@@ -1058,6 +1079,8 @@ def _read_table(path: Path, sep: str, cells_as: str, requested: list[str]) -> _P
         if choice is None:
             raise InputError(f"{path}: {reason}")
         cells_as = choice
+    table = df.set_axis(col_names, axis=1) if col_names else df
+    _check_requested(path, requested, labels, table if cells_as == "rows" else table.T)
     if cells_as == "rows":
         parsed = _table_cells_as_rows(path, df, row_names, col_names, requested)
     else:
@@ -1101,6 +1124,27 @@ def _table_cells_as_rows(
         obs=obs,
         available=keys,
     )
+
+
+def _check_requested(
+    path: Path, requested: list[str], labels: str | None, cells: pd.DataFrame
+) -> None:
+    """A ``labels``/``metadata_columns`` name that the table (``cells``: cells as rows) lacks
+    is the error to report, before a text column is blamed for not being listed."""
+    keys = [str(k) for k in cells.columns]
+    missing = [k for k in requested if k not in keys]
+    if missing:
+        columns = (cells.iloc[:, i] for i in range(len(keys)))  # names may repeat
+        text = [
+            k
+            for k, col in zip(keys, columns, strict=True)
+            if (pd.to_numeric(col, errors="coerce").isna() & col.notna()).any()
+        ]
+        what = "label key" if missing[0] == labels else "metadata column"
+        raise InputError(
+            f"{path}: {what} {missing[0]!r} not found; the table's cell annotations (names "
+            f"holding text): {_list_keys(text)}"
+        )
 
 
 def _table_cells_as_columns(
