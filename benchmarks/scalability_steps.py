@@ -79,6 +79,7 @@ def plan(config: dict, out: Path, threads: int) -> list[dict]:
                         kwargs,
                     ],
                     "output": str(output),
+                    "threads": threads,
                     "benchmark": str(base / "benchmarks" / f"{benchmark}.tsv"),
                 }
             )
@@ -98,6 +99,7 @@ def plan(config: dict, out: Path, threads: int) -> list[dict]:
                      {**common, "params": model}, run_dir / "scdsec.h5ad")  # fmt: skip
             else:
                 kwargs = {**common, "method": method, "params": config["baselines"]}
+                kwargs.pop("threads")  # run_child keeps every pool to them
                 step(method, "cluster", "scdsec.baselines:baseline_step", [qc, run_dir], kwargs,
                      run_dir / f"{method}.h5ad")  # fmt: skip
     return steps
@@ -110,6 +112,9 @@ def run_child(spec: dict) -> None:
     module, name = spec["call"][0].split(":")
     function = getattr(importlib.import_module(module), name)
     args, kwargs = spec["call"][1], spec["call"][2]
+    from scdsec.settings import limit_threads
+
+    limit_threads(spec["threads"])
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     function(*args, **kwargs)

@@ -19,9 +19,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PYTHON = "3.11"
 
-# What each rule's step imports (beyond the standard library and the scdsec package itself).
+# What each rule's step imports (beyond the standard library and the scdsec package itself);
+# every step imports threadpoolctl (scdsec.settings.limit_threads), most through scikit-learn.
 RULE_PACKAGES: dict[str, list[str]] = {
-    "download": ["anndata", "h5py", "loompy", "pandas", "scipy", "numpy"],
+    "download": ["anndata", "h5py", "loompy", "pandas", "scipy", "numpy", "threadpoolctl"],
     "qc": ["anndata", "scanpy", "pynndescent"],
     "normalize": ["anndata", "scanpy", "pynndescent", "scikit-misc"],
     "graph": ["anndata", "scikit-learn", "pynndescent"],
@@ -40,12 +41,21 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "evaluate": ["anndata", "pandas", "scikit-learn", "scipy"],
     "benchmark_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "ablation_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
-    "count_genes": ["anndata", "h5py"],
+    "count_genes": ["anndata", "h5py", "threadpoolctl"],
     "machine": ["anndata", "torch", "pandas", "scikit-learn", "scipy"],
     "scalability_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "sensitivity_scores": ["anndata", "pandas", "scikit-learn", "scipy"],
     "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
-    "plot_embeddings": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_embeddings": [
+        "anndata",
+        "matplotlib",
+        "pandas",
+        "scanpy",
+        "pynndescent",
+        "umap-learn",
+        "scikit-learn",
+        "scipy",
+    ],
     "plot_confusion": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_benchmark": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_ablation": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],

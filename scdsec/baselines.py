@@ -400,7 +400,6 @@ def baseline_step(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     graph: str | os.PathLike | None = None,
-    threads: int | None = None,
 ) -> BaselineResult:
     """Read QC'd counts, run :func:`run_baseline`, write the results into ``out_dir``.
 
@@ -416,10 +415,6 @@ def baseline_step(
 
     from .pipeline import atomic_path, check_cells, record, write_h5ad
 
-    if threads:  # BLAS threads (torch, which settings.set_threads also sets, is not needed here)
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(int(threads))
     out = Path(out_dir)
     counts = ad.read_h5ad(input)
     k: int | None = None

@@ -302,7 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clu.add_argument("input", type=Path, help="counts: .h5ad, 10x .h5/.mtx, CSV/TSV, X/Y .h5, …")
     clu.add_argument("--out", type=Path, required=True, help="output folder")
-    clu.add_argument("--n-clusters", default="auto", help="number of clusters, or auto (default)")
+    clu.add_argument(
+        "--n-clusters",
+        default="auto",
+        help="number of clusters, or auto (default; a rough estimate, see docs/method.md §7)",
+    )
     clu.add_argument(
         "--labels",
         help="where the true cell types are (obs column, CSV column, Y); cells whose label is "

@@ -1,7 +1,8 @@
 """The workflow's method names: the baselines, the deep model and its experiment variants.
 
-Every result of the workflow lives under ``results/{dataset}/{method}/seed{seed}/``. A method
-name says what ran:
+Every result of the workflow lives under ``results/{dataset}/{method}/{params}/seed{seed}/``
+(``{params}``: a name for the run's settings, see workflow/rules/common.smk). A method name
+says what ran:
 
 =====================  ====================================================================
 name                   what

@@ -58,6 +58,26 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         _remove(tmp)
 
 
+def write_params(path: PathLike, params: Mapping) -> None:
+    """Write the settings a run's result depends on as YAML (atomically): the workflow's
+    ``params.yaml`` beside each run, whose folder name carries their hash."""
+    import yaml
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(_plain(params), sort_keys=True))
+
+
+def _plain(value):
+    """``value`` with mappings, sequences and numpy scalars made plain YAML types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def write_h5ad(adata: ad.AnnData, path: PathLike) -> None:
     """Write ``adata`` to ``path`` atomically (gzip-free: intermediate files favour speed)."""
     with atomic_path(path) as tmp:

@@ -4,6 +4,7 @@ sensitivity (dry runs of the real configurations, and a run on a tiny demo)."""
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,12 +84,25 @@ def test_default_config_plans_every_method_and_the_experiments(tmp_path):
     jobs = planned_jobs(tmp_path, "ablation")
     assert jobs["train"] == 8 * 3 and jobs["ablation_scores"] == 1 and jobs["ablation"] == 1
     # a variant's result is unambiguous: one train job on its own graph
-    jobs = planned_jobs(tmp_path, "results/demo/scdsec-k10/seed0/scdsec.h5ad")
+    folder = config_run_folder(tmp_path, "scdsec-k10", seed=0)
+    assert folder.startswith("results/demo/scdsec-k10/t1000_k10_")
+    jobs = planned_jobs(tmp_path, f"{folder}/scdsec.h5ad")
     assert jobs == {"download": 1, "qc": 1, "normalize": 1, "graph": 1, "train": 1}
-    text = snakemake(tmp_path, "-n", "results/demo/scdsec-t500/seed0/clusters.tsv").stdout
-    assert "graph_t500_k50.h5ad" in text
-    jobs = planned_jobs(tmp_path, "results/demo/leiden/seed3/leiden.h5ad")
+    folder = config_run_folder(tmp_path, "scdsec-t500", seed=0)
+    assert "graph_t500_k50.h5ad" in snakemake(tmp_path, "-n", f"{folder}/clusters.tsv").stdout
+    jobs = planned_jobs(tmp_path, f"{config_run_folder(tmp_path, 'leiden', seed=3)}/leiden.h5ad")
     assert jobs == {"download": 1, "qc": 1, "baseline": 1}
+
+
+def config_run_folder(workdir: Path, method: str, seed: int, dataset: str = "demo") -> str:
+    """The run folder that the config gives ``method``, found as a user would: asking for a
+    folder of other settings is refused with a message that names the config's."""
+    other = f"results/{dataset}/{method}/other/seed{seed}/clusters.tsv"
+    proc = snakemake(workdir, "-n", other, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "holds a run of other settings" in text, text[-2000:]
+    params = re.search(r"than the config's \(([\w.]+)\)", text).group(1)
+    return f"results/{dataset}/{method}/{params}/seed{seed}"
 
 
 @pytest.mark.parametrize(
@@ -220,8 +234,10 @@ def test_tiny_demo_runs_evaluate_benchmark_ablation_and_sensitivity(tmp_path):
     assert by_parameter == {"t": [n_genes], "k": [5], "alpha": [0.3]}  # 5000, 10000 capped
     assert sensitivity["nmi"].notna().all()
     for method in (f"scdsec-t{n_genes}", "scdsec-k5", "scdsec-alpha0.3", "scdsec-no_kl"):
-        assert (results / "demo" / method / "seed0" / "scdsec.h5ad").is_file(), method
-        assert (tmp_path / "logs" / "demo" / method / "seed0" / "train.log").is_file(), method
+        runs = list((results / "demo" / method).glob("*/seed0/scdsec.h5ad"))
+        assert len(runs) == 1, method
+        logs = list((tmp_path / "logs" / "demo" / method).glob("*/seed0/train.log"))
+        assert len(logs) == 1, method
     assert (results / "demo" / "preprocess" / f"graph_t{n_genes}_k10.h5ad").is_file()
     assert (results / "demo" / "preprocess" / "graph_t100_k5.h5ad").is_file()
     assert not math.isnan(float(ablation["acc"].iloc[0]))

@@ -45,6 +45,23 @@ def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
     return jobs
 
 
+def run_folder(workdir: Path, method: str = "scdsec", seed: int = 0, dataset: str = "demo") -> Path:
+    """The one run folder results/{dataset}/{method}/{params}/seed{seed} in ``workdir``."""
+    found = sorted((workdir / "results" / dataset / method).glob(f"*/seed{seed}"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def planned_run_folder(workdir: Path, target: str, method: str = "scdsec", seed: int = 0) -> str:
+    """The run folder of ``method`` that a dry run of ``target`` plans (relative path)."""
+    import re
+
+    text = snakemake(workdir, "-n", "--forceall", target).stdout
+    found = set(re.findall(rf"results/\w+/{re.escape(method)}/[\w.]+/seed{seed}", text))
+    assert len(found) == 1, found
+    return found.pop()
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -340,9 +357,11 @@ def test_demo_runs_whole_its_report_embeds_every_figure_and_reruns_give_identica
     tmp_path,
 ):
     """The default target on a tiny demo; `snakemake --report` as the README shows it; each
-    job's imports within its env; a forced rerun of training gives the same clusters."""
+    job's imports within its env; another K leaves the trained model in place, so that going
+    back to it reruns nothing; a forced rerun of training gives the same clusters."""
     import base64
 
+    import matplotlib.image as mpimg
     import pandas as pd
 
     config = {
@@ -352,18 +371,33 @@ def test_demo_runs_whole_its_report_embeds_every_figure_and_reruns_give_identica
         "train": {"pretrain_epochs": 15, "epochs": 10},
     }
     write_config(tmp_path, config)
-    run_dir = tmp_path / "results/demo/scdsec/seed0"
     snakemake(tmp_path, env=recording_env(tmp_path / "imports"))
     checked = assert_envs_hold_recorded_imports(tmp_path / "imports")
     assert {"train", "evaluate", "plot_embeddings", "plot_markers", "markers"} <= checked
+    run_dir = run_folder(tmp_path)
+    assert run_dir.parent.name.startswith("t100_k10_")  # t and K, then a hash of the rest
+    settings = yaml.safe_load((run_dir / "params.yaml").read_text())
+    assert settings["graph"]["n_neighbors"] == 10 and settings["model"]["dims"] == [32, 16, 8]
+    markers = pd.read_csv(run_dir / "markers.tsv", sep="\t")
+    assert set(markers["gene"]) <= set(ad.read_h5ad(run_dir / "scdsec.h5ad").var_names)
 
     snakemake(tmp_path, "--report", "report.html")
     html = (tmp_path / "report.html").read_text()
     shown = sorted((tmp_path / "results").rglob("*.png")) + [tmp_path / "results/demo/metrics.tsv"]
     assert len(shown) == 5, shown  # loss, embeddings, confusion, markers dot plot; metrics
     for path in shown:  # each file's content is in the page (base64), not only its name
+        if path.suffix == ".png":
+            assert mpimg.imread(path).shape[0] > 100  # a real image
         encoded = base64.b64encode(path.read_bytes()).decode()
         assert encoded[:2000] in html, f"{path.name} is not embedded in report.html"
+    assert "Hungarian" in html  # a caption
+
+    # Another K trains into another folder; back at K = 10 nothing is left to do.
+    write_config(tmp_path, {**config, "graph": {**config["graph"], "n_neighbors": 5}})
+    other = planned_run_folder(tmp_path, "all")
+    assert other.startswith("results/demo/scdsec/t100_k5_") and planned_jobs(tmp_path)["train"] == 1
+    write_config(tmp_path, config)
+    assert planned_jobs(tmp_path) == {}
     result = ad.read_h5ad(run_dir / "scdsec.h5ad")
     assert result.obs["scdsec"].cat.categories.size == 3
     assert result.obsm["X_scdsec"].shape == (300, 8)
@@ -398,14 +432,16 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
         "train": {"pretrain_epochs": 100, "epochs": 20},
         "checkpoint_every": 5,
     }
-    target = "results/demo/scdsec/seed0/clusters.tsv"
     for name in ("whole", "killed"):
         (tmp_path / name).mkdir()
         write_config(tmp_path / name, config)
+    folder = planned_run_folder(tmp_path / "whole", "all")
+    target = f"{folder}/clusters.tsv"
     snakemake(tmp_path / "whole", target)
     killed = tmp_path / "killed"
     snakemake(killed, "results/demo/preprocess/graph_t100_k10.h5ad")
-    checkpoint = killed / "results/checkpoints/demo.scdsec.seed0/seed0.pt"
+    params = Path(folder).parent.name
+    checkpoint = killed / f"results/checkpoints/demo.scdsec.{params}.seed0/seed0.pt"
     cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(killed), "--cores", "2", target]
     proc = subprocess.Popen(cmd, cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -423,7 +459,8 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
     assert proc.wait(timeout=120) != 0  # the job failed; Snakemake removed its outputs
     assert not (killed / target).exists() and checkpoint.exists()
     snakemake(killed, target)
-    assert "resuming from" in (killed / "logs/demo/scdsec/seed0/train.log").read_text()
+    log = killed / f"logs/demo/scdsec/{params}/seed0/train.log"
+    assert "resuming from" in log.read_text()
     whole = (tmp_path / "whole" / target).read_text()
     assert (killed / target).read_text() == whole
     assert not (killed / "results/checkpoints").exists()  # removed with the finished training

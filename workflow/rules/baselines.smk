@@ -5,8 +5,9 @@ rule baseline:
         counts="results/{dataset}/preprocess/qc.h5ad",
         graph=baseline_graph,
     output:
-        h5ad="results/{dataset}/{method}/seed{seed}/{method}.h5ad",
-        clusters="results/{dataset}/{method}/seed{seed}/clusters.tsv",
+        h5ad=f"{RUN_DIR}/{{method}}.h5ad",
+        clusters=f"{RUN_DIR}/clusters.tsv",
+        params=f"{RUN_DIR}/params.yaml",
     wildcard_constraints:
         method=xp.STANDARD_BASELINE_REGEX,
     params:
@@ -14,11 +15,12 @@ rule baseline:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
         baselines={k: v for k, v in config["baselines"].items() if k != "scvi"},
+        run_config=checked_run_config,
     threads: 2
     log:
-        "logs/{dataset}/{method}/seed{seed}/baseline.log",
+        f"{RUN_LOG_DIR}/baseline.log",
     benchmark:
-        "results/{dataset}/benchmarks/{method}_seed{seed}.tsv"
+        "results/{dataset}/benchmarks/{method}_{params}_seed{seed}.tsv"
     conda:
         "../../envs/baseline.yaml"
     script:
@@ -33,8 +35,9 @@ rule scvi:
         counts="results/{dataset}/preprocess/qc.h5ad",
         graph=baseline_graph,
     output:
-        h5ad="results/{dataset}/{method}/seed{seed}/{method}.h5ad",
-        clusters="results/{dataset}/{method}/seed{seed}/clusters.tsv",
+        h5ad=f"{RUN_DIR}/{{method}}.h5ad",
+        clusters=f"{RUN_DIR}/clusters.tsv",
+        params=f"{RUN_DIR}/params.yaml",
     wildcard_constraints:
         method=xp.SCVI_BASELINE_REGEX,
     params:
@@ -42,13 +45,14 @@ rule scvi:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
         baselines=config["baselines"],
+        run_config=checked_run_config,
     threads: 4
     resources:
         gpu=1,
     log:
-        "logs/{dataset}/{method}/seed{seed}/scvi.log",
+        f"{RUN_LOG_DIR}/scvi.log",
     benchmark:
-        "results/{dataset}/benchmarks/{method}_seed{seed}.tsv"
+        "results/{dataset}/benchmarks/{method}_{params}_seed{seed}.tsv"
     conda:
         "../../envs/scvi.yaml"
     script:

@@ -1,5 +1,7 @@
 # Config validation and the helpers every rule file uses.
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -92,6 +94,7 @@ for _name in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]):
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_.-]+",
+    params="[A-Za-z0-9_.]+",
     seed=r"\d+",
     t=r"\d+",
     k=r"\d+",
@@ -124,23 +127,85 @@ def graph_file(t, k):
     return f"results/{{dataset}}/preprocess/graph_t{t}_k{k}.h5ad"
 
 
-def final_outputs():
-    return expand(
-        "results/{dataset}/scdsec/seed{seed}/clusters.tsv", dataset=config["run"], seed=config["seeds"]
+# ---------------------------------------------------------------- methods, evaluation, experiments
+# Every method's results: one run folder per dataset × method × parameters × seed (method names:
+# scdsec/experiments.py). {params} names what the result depends on beyond the dataset and the
+# seed — t{t}_k{K}_<hash> for a deep method, <hash> for a baseline, the hash over every other
+# setting (run_config, listed in the run's params.yaml) — so that variants stay side by side:
+# changing a setting and changing it back finds the first result again.
+
+RUN_DIR = "results/{dataset}/{method}/{params}/seed{seed}"
+RUN_LOG_DIR = "logs/{dataset}/{method}/{params}/seed{seed}"
+#: The labels of a run's files in the report.
+RUN_LABELS = {"dataset": "{dataset}", "method": "{method}", "params": "{params}", "seed": "{seed}"}
+
+
+def run_config(dataset, method):
+    """Every setting a method's result on a dataset depends on (beyond the seed)."""
+    entry = config["datasets"][dataset]
+    if xp.is_deep(method):
+        spec = xp.deep_spec(method, t=T, k=K)
+        return {
+            "qc": config["qc"],
+            "normalize": {**config["normalize"], "n_top_genes": spec.t},
+            "graph": {**config["graph"], "n_neighbors": spec.k},
+            **xp.merge_params(MODEL_PARAMS, spec.overrides),  # preset, model, train
+            "n_clusters": entry["n_clusters"],
+            "deterministic": config["deterministic"],
+        }
+    baselines = config["baselines"] if method in xp.SCVI_BASELINES else {
+        k: v for k, v in config["baselines"].items() if k != "scvi"
+    }
+    found = {"qc": config["qc"], "baselines": baselines, "n_clusters": entry["n_clusters"]}
+    if xp.needs_n_clusters(method) and entry["n_clusters"] == "auto":  # K from the graph
+        found["graph_file"] = graph_file(T, K).format(dataset=dataset)
+    return found
+
+
+def run_params(dataset, method):
+    """The {params} part of a run's folder (see RUN_DIR)."""
+    digest = hashlib.sha1(
+        json.dumps(run_config(dataset, method), sort_keys=True, default=str).encode()
+    ).hexdigest()[:8]
+    if xp.is_deep(method):
+        spec = xp.deep_spec(method, t=T, k=K)
+        return f"t{spec.t}_k{spec.k}_{digest}"
+    return digest
+
+
+def run_dir(dataset, method, seed):
+    return RUN_DIR.format(
+        dataset=dataset, method=method, params=run_params(dataset, method), seed=seed
     )
 
 
-# ---------------------------------------------------------------- methods, evaluation, experiments
-# Every method's results: results/{dataset}/{method}/seed{seed}/ (names: scdsec/experiments.py).
+def checked_run_config(wildcards):
+    """The run's settings, after checking that its folder names the current config's: a
+    folder of other settings cannot be made again from this config (it is kept as it is)."""
+    expected = run_params(wildcards.dataset, wildcards.method)
+    if wildcards.params != expected:
+        raise ValueError(
+            f"results/{wildcards.dataset}/{wildcards.method}/{wildcards.params}/ holds a run of "
+            f"other settings than the config's ({expected}); ask for that folder instead"
+        )
+    return run_config(wildcards.dataset, wildcards.method)
+
+
+def final_outputs():
+    return [
+        f"{run_dir(dataset, 'scdsec', seed)}/clusters.tsv"
+        for dataset in config["run"]
+        for seed in config["seeds"]
+    ]
 
 
 def result_file(dataset, method, seed):
     """A method's result h5ad (``scdsec.h5ad`` for every deep method, ``{method}.h5ad`` else)."""
-    return f"results/{dataset}/{method}/seed{seed}/{xp.method_key(method)}.h5ad"
+    return f"{run_dir(dataset, method, seed)}/{xp.method_key(method)}.h5ad"
 
 
 def method_benchmark(dataset, method, seed):
-    return f"results/{dataset}/benchmarks/{method}_seed{seed}.tsv"
+    return f"results/{dataset}/benchmarks/{method}_{run_params(dataset, method)}_seed{seed}.tsv"
 
 
 def deep_spec(wildcards):
@@ -149,6 +214,7 @@ def deep_spec(wildcards):
 
 def train_graph(wildcards):
     """The graph a deep method trains on (its own t or K for the sensitivity variants)."""
+    checked_run_config(wildcards)
     spec = deep_spec(wildcards)
     return graph_file(spec.t, spec.k).format(dataset=wildcards.dataset)
 
@@ -160,6 +226,7 @@ def train_params(wildcards):
 
 def baseline_graph(wildcards):
     """The kNN graph, for the estimate of K when a baseline that needs K has `auto`."""
+    checked_run_config(wildcards)
     if xp.needs_n_clusters(wildcards.method) and dataset_entry(wildcards)["n_clusters"] == "auto":
         return graph_file(T, K).format(dataset=wildcards.dataset)
     return []
@@ -311,9 +378,6 @@ def evaluation_outputs():
 #: The methods whose figures and marker genes `all` makes for every dataset of `run` × seed
 #: (the plot and marker rules accept any deep method when asked for its files).
 PLOT_METHODS = ["scdsec"]
-#: One run's folder, and the labels of its files in the report.
-RUN_DIR = "results/{dataset}/{method}/seed{seed}"
-RUN_LABELS = {"dataset": "{dataset}", "method": "{method}", "seed": "{seed}"}
 
 
 def has_true_labels(dataset):
@@ -335,11 +399,10 @@ def plot_outputs():
         names = ["plots/loss.png", "plots/embeddings.png", "markers.tsv", "plots/markers_dotplot.png"]
         if has_true_labels(dataset):
             names.append("plots/confusion.png")
-        files += expand(
-            f"{RUN_DIR}/{{name}}",
-            dataset=dataset,
-            method=PLOT_METHODS,
-            seed=config["seeds"],
-            name=names,
-        )
+        files += [
+            f"{run_dir(dataset, method, seed)}/{name}"
+            for method in PLOT_METHODS
+            for seed in config["seeds"]
+            for name in names
+        ]
     return files

@@ -19,9 +19,9 @@ rule markers:
         key="scdsec",
         n_genes=config["markers"]["n_genes"],
     log:
-        "logs/{dataset}/{method}/seed{seed}/markers.log",
+        f"{RUN_LOG_DIR}/markers.log",
     benchmark:
-        "results/{dataset}/benchmarks/markers/{method}_seed{seed}.tsv"
+        "results/{dataset}/benchmarks/markers/{method}_{params}_seed{seed}.tsv"
     conda:
         "../../envs/markers.yaml"
     script:
@@ -48,7 +48,7 @@ rule plot_markers:
         n_genes=config["markers"]["dotplot_genes"],
         context=run_context,
     log:
-        "logs/{dataset}/{method}/seed{seed}/plot_markers.log",
+        f"{RUN_LOG_DIR}/plot_markers.log",
     conda:
         "../../envs/plot_markers.yaml"
     script:

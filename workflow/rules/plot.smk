@@ -19,7 +19,7 @@ rule plot_loss:
     params:
         context=run_context,
     log:
-        "logs/{dataset}/{method}/seed{seed}/plot_loss.log",
+        f"{RUN_LOG_DIR}/plot_loss.log",
     conda:
         "../../envs/plot_loss.yaml"
     script:
@@ -46,9 +46,9 @@ rule plot_embeddings:
         max_cells=config["plots"]["max_cells"],
         context=run_context,
     log:
-        "logs/{dataset}/{method}/seed{seed}/plot_embeddings.log",
+        f"{RUN_LOG_DIR}/plot_embeddings.log",
     benchmark:
-        "results/{dataset}/benchmarks/plot_embeddings/{method}_seed{seed}.tsv"
+        "results/{dataset}/benchmarks/plot_embeddings/{method}_{params}_seed{seed}.tsv"
     conda:
         "../../envs/plot_embeddings.yaml"
     script:
@@ -73,7 +73,7 @@ rule plot_confusion:
         key="scdsec",
         context=run_context,
     log:
-        "logs/{dataset}/{method}/seed{seed}/plot_confusion.log",
+        f"{RUN_LOG_DIR}/plot_confusion.log",
     conda:
         "../../envs/plot_confusion.yaml"
     script:

@@ -5,10 +5,11 @@ rule train:
     input:
         train_graph,
     output:
-        h5ad="results/{dataset}/{method}/seed{seed}/scdsec.h5ad",
-        clusters="results/{dataset}/{method}/seed{seed}/clusters.tsv",
-        loss="results/{dataset}/{method}/seed{seed}/loss.tsv",
-        model=directory("results/{dataset}/{method}/seed{seed}/model"),
+        h5ad=f"{RUN_DIR}/scdsec.h5ad",
+        clusters=f"{RUN_DIR}/clusters.tsv",
+        loss=f"{RUN_DIR}/loss.tsv",
+        model=directory(f"{RUN_DIR}/model"),
+        params=f"{RUN_DIR}/params.yaml",
     wildcard_constraints:
         method=xp.DEEP_METHOD_REGEX,
     params:
@@ -16,15 +17,16 @@ rule train:
         model=train_params,
         seed=lambda wildcards: int(wildcards.seed),
         deterministic=config["deterministic"],
+        run_config=checked_run_config,
         # outside the outputs, which Snakemake deletes before it reruns a job
-        checkpoint_dir="results/checkpoints/{dataset}.{method}.seed{seed}",
+        checkpoint_dir="results/checkpoints/{dataset}.{method}.{params}.seed{seed}",
     threads: 4
     resources:
         gpu=1,
     log:
-        "logs/{dataset}/{method}/seed{seed}/train.log",
+        f"{RUN_LOG_DIR}/train.log",
     benchmark:
-        "results/{dataset}/benchmarks/{method}_seed{seed}.tsv"
+        "results/{dataset}/benchmarks/{method}_{params}_seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     script:

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.baselines import baseline_step
-from scdsec.pipeline import step_log
+from scdsec.pipeline import step_log, write_params
 
 with step_log(snakemake.log[0], threads=snakemake.threads):
     baseline_step(
@@ -17,5 +17,5 @@ with step_log(snakemake.log[0], threads=snakemake.threads):
         seed=snakemake.params.seed,
         params=snakemake.params.baselines,
         graph=snakemake.input.graph or None,
-        threads=snakemake.threads,
     )
+    write_params(snakemake.output.params, snakemake.params.run_config)

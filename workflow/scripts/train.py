@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
-from scdsec.pipeline import step_log, train_step
+from scdsec.pipeline import step_log, train_step, write_params
 
 with step_log(snakemake.log[0], threads=snakemake.threads):
     train_step(
@@ -21,6 +21,7 @@ with step_log(snakemake.log[0], threads=snakemake.threads):
         checkpoint_dir=snakemake.params.checkpoint_dir,
         checkpoint_every=snakemake.config["checkpoint_every"],
     )
+    write_params(snakemake.output.params, snakemake.params.run_config)
 # The run's checkpoint folder is gone once it has finished; so is the shared one when empty.
 with contextlib.suppress(OSError):
     Path(snakemake.params.checkpoint_dir).parent.rmdir()
