@@ -413,7 +413,7 @@ def baseline_step(
     """
     from pathlib import Path
 
-    from .pipeline import atomic_path, check_cells, record, write_h5ad
+    from .pipeline import atomic_path, check_cells, cluster_sizes, record, write_h5ad
 
     out = Path(out_dir)
     counts = ad.read_h5ad(input)
@@ -456,7 +456,7 @@ def baseline_step(
             "%s: %d clusters, sizes %s",
             method,
             uns["n_clusters"],
-            pd.Series(np.asarray(labels)).value_counts().to_dict(),
+            cluster_sizes(labels),
         )
     compact.uns[method] = _jsonable(uns)
     record(

@@ -58,6 +58,12 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         _remove(tmp)
 
 
+def cluster_sizes(labels) -> str:
+    """``"0: 512, 1: 488, …"``: the size of each cluster, largest first, for log lines."""
+    counts = pd.Series(np.asarray(labels).astype(str)).value_counts()
+    return ", ".join(f"{cluster}: {size}" for cluster, size in counts.items())
+
+
 def write_params(path: PathLike, params: Mapping) -> None:
     """Write the settings a run's result depends on as YAML (atomically): the workflow's
     ``params.yaml`` beside each run, whose folder name carries their hash."""
@@ -360,10 +366,6 @@ def train_step(
         logger.info("Peak GPU memory: %.1f MB", run["gpu_max_memory_mb"])
     record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **params, **extra})
     write_results(adata, model, out_dir, key=key)
-    labels = np.asarray(adata.obs[key])
-    logger.info(
-        "scDSEC: %d clusters, sizes %s",
-        len(set(labels)),
-        pd.Series(labels).value_counts().to_dict(),
-    )
+    labels = adata.obs[key]
+    logger.info("scDSEC: %d clusters, sizes %s", labels.nunique(), cluster_sizes(labels))
     return adata

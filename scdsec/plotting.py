@@ -142,6 +142,11 @@ def _require_columns(table: pd.DataFrame, columns: Sequence[str], what: str) -> 
 # ---------------------------------------------------------------------------- loss curves
 
 
+#: The legend of the line where joint training starts; the total steps up there because the
+#: weighted KL clustering loss is added to it.
+CLUSTERING_STARTS = "clustering starts: the KL term joins the total"
+
+
 def loss_curves_figure(history: pd.DataFrame, *, context: str | None = None) -> Figure:
     """Per-term training loss curves (see :func:`plot_loss_curves`)."""
     _require_columns(history, ["stage", "epoch"], "loss history")
@@ -188,7 +193,7 @@ def loss_curves_figure(history: pd.DataFrame, *, context: str | None = None) -> 
                 ax.set_yscale("log")
                 ax.set_ylabel("loss (log scale)")
         if n_pre and (stage == "cluster").any():
-            ax.axvline(n_pre + 0.5, color="0.35", ls="--", lw=1, label="clustering starts")
+            ax.axvline(n_pre + 0.5, color="0.35", ls="--", lw=1, label=CLUSTERING_STARTS)
         ax.set_xlim(0, float(x.max()) + 1)  # every panel on the same epoch axis
         ax.grid(alpha=0.3)
     if len(history) == 0:

@@ -33,8 +33,11 @@ def select_device(device: DeviceOption | str = "auto"):
             chosen = torch.device("cuda", 0)
             logger.info("Using GPU %s (%s)", chosen, torch.cuda.get_device_name(chosen))
             return chosen
+        threads = torch.get_num_threads()
         logger.info(
-            "No CUDA device visible: training on the CPU (%d threads)", torch.get_num_threads()
+            "No CUDA device visible: training on the CPU (%d thread%s)",
+            threads,
+            "" if threads == 1 else "s",
         )
         return torch.device("cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

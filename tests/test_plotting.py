@@ -71,7 +71,7 @@ def test_loss_curves_one_panel_per_term_and_a_line_where_clustering_starts(histo
     assert titles[0].startswith("ZINB") and titles[3].startswith("Clustering loss KL")
     zinb, rec = fig.axes[0], fig.axes[1]
     assert zinb.get_yscale() == "log" and rec.get_yscale() == "linear"
-    starts = [line for line in zinb.get_lines() if line.get_label() == "clustering starts"]
+    starts = [line for line in zinb.get_lines() if line.get_label() == plotting.CLUSTERING_STARTS]
     assert len(starts) == 1 and starts[0].get_xdata()[0] == pytest.approx(10.5)
     assert "demo · scdsec · seed 0" in fig.get_suptitle()
     assert all(ax.get_xlabel() == "epoch" for ax in fig.axes)
