@@ -58,13 +58,17 @@ THREAD_VARIABLES = (
 def limit_threads(threads: int | None) -> None:
     """Keep every thread pool of this process to ``threads``: the environment variables of
     :data:`THREAD_VARIABLES` for libraries loaded later, threadpoolctl for the OpenMP and BLAS
-    pools already loaded, numba and torch when imported. A workflow step calls it with its
-    rule's ``threads`` (through :func:`scdsec.pipeline.step_log`), so that the jobs Snakemake
-    runs side by side do not oversubscribe the cores it gave them."""
+    pools already loaded, numba and torch when imported. A workflow step calls it once, at its
+    start, with its rule's ``threads`` (through :func:`scdsec.pipeline.step_log`), so that the
+    jobs Snakemake runs side by side do not oversubscribe the cores it gave them. Meant for a
+    process that runs one step: numba's pool cannot grow after it has started, so a session
+    that needs other counts later should use :func:`set_threads`."""
     if not threads:
         return
     threads = int(threads)
     for variable in THREAD_VARIABLES:
+        if variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+            continue  # numba reads it again later and refuses a change once its pool runs
         os.environ[variable] = str(threads)
     try:
         from threadpoolctl import threadpool_limits
@@ -81,14 +85,21 @@ def limit_threads(threads: int | None) -> None:
 
 
 def set_threads(threads: int | None) -> None:
-    """Make torch, the BLAS libraries it drives and every other pool use ``threads`` CPU
-    threads (:func:`limit_threads`, torch imported)."""
+    """Make torch (and the BLAS libraries it drives) use ``threads`` CPU threads.
+
+    Unlike :func:`limit_threads` it leaves the environment alone, so it can be called again
+    with another count in the same session."""
     if not threads:
         return
     import torch
 
     torch.set_num_threads(int(threads))
-    limit_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(int(threads))
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
 
 
 def resolve_deterministic(deterministic: bool | str, device) -> bool:
