@@ -383,9 +383,9 @@ def plot_embeddings(
     embedding.
 
     A 2 × 2 grid — columns: UMAP (McInnes et al. 2018, by scanpy on a seeded 15-neighbour kNN
-    graph of each space; ten times quicker than scikit-learn's t-SNE on 3,000 cells) of the
-    expression (``obsm['X_pca']`` when present, else a
-    PCA of ``X``, the log-normalised expression) and of the embedding ``obsm['X_' + key]``;
+    graph of each space; about 3× quicker than scikit-learn's t-SNE on 3,000 cells,
+    ``benchmarks/embedding_figure.py``) of the expression (``obsm['X_pca']`` when present,
+    else a PCA of ``X``, the log-normalised expression) and of the embedding ``obsm['X_' + key]``;
     rows: cells coloured by true type (``obs['label']``) and by cluster (``obs[key]``). Without
     true labels only the cluster row (1 × 2). Each cluster is drawn in the colour of the true
     type it is matched to (Hungarian matching), so agreement reads as equal colours; each panel
