@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._errors import InputError
-from .provenance import provenance
+from .provenance import plain, provenance
 
 logger = logging.getLogger("scdsec")
 
@@ -70,18 +70,7 @@ def write_params(path: PathLike, params: Mapping) -> None:
     import yaml
 
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(_plain(params), sort_keys=True))
-
-
-def _plain(value):
-    """``value`` with mappings, sequences and numpy scalars made plain YAML types."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+        tmp.write_text(yaml.safe_dump(plain(params), sort_keys=True))
 
 
 def write_h5ad(adata: ad.AnnData, path: PathLike) -> None:

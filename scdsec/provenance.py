@@ -41,3 +41,20 @@ def provenance(**extra) -> dict:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
+
+
+def plain(value):
+    """``value`` with NumPy/pandas containers and scalars turned into plain JSON/YAML types
+    (dicts with string keys, lists, str, int, float, bool, None; anything else as its str)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | pd.Index | pd.Series | list | tuple):
+        return [plain(v) for v in list(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

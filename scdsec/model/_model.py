@@ -18,7 +18,7 @@ import torch
 from .. import settings
 from .._errors import InputError
 from ..graph import check_cell_count
-from ..provenance import provenance
+from ..provenance import plain, provenance
 from . import _training
 from ._checkpoint import TrainingCheckpoint, fingerprint
 from ._data import CellBatches, CellData, make_batch, read_cells
@@ -102,7 +102,7 @@ class SCDSEC:
             raise InputError(f"n_clusters must be at least 2, got {n_clusters}")
         check_cell_count(adata.n_obs, n_clusters=int(n_clusters))
         data = read_cells(adata, genes=None, training=True)
-        self._setup(int(n_clusters), resolved, seed, genes, _jsonable(preprocess))
+        self._setup(int(n_clusters), resolved, seed, genes, plain(preprocess))
         self.adata: ad.AnnData | None = adata
         self._data: CellData | None = data
 
@@ -411,16 +411,3 @@ def _resolve_params(params: ModelParams | Params | str | None, overrides: dict) 
 
 def _history_dict(history: pd.DataFrame) -> dict[str, list]:
     return {column: history[column].tolist() for column in history.columns}
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with NumPy/pandas containers turned into JSON-writable lists and scalars."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray | pd.Index | pd.Series | list | tuple):
-        return [_jsonable(v) for v in list(value)]
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
