@@ -14,7 +14,7 @@ rule baseline:
         method=lambda wildcards: wildcards.method,
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
-        baselines={k: v for k, v in config["baselines"].items() if k != "scvi"},
+        baselines=lambda wildcards: baseline_settings(wildcards.method),
         run_config=checked_run_config,
     threads: 2
     log:
@@ -44,7 +44,7 @@ rule scvi:
         method=lambda wildcards: wildcards.method,
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
-        baselines=config["baselines"],
+        baselines=lambda wildcards: baseline_settings(wildcards.method),
         run_config=checked_run_config,
     threads: 4
     resources:

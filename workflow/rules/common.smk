@@ -140,6 +140,13 @@ RUN_LOG_DIR = "logs/{dataset}/{method}/{params}/seed{seed}"
 RUN_LABELS = {"dataset": "{dataset}", "method": "{method}", "params": "{params}", "seed": "{seed}"}
 
 
+def baseline_settings(method):
+    """The `baselines` section as a baseline reads it (the scvi part only for scVI's)."""
+    if method in xp.SCVI_BASELINES:
+        return config["baselines"]
+    return {k: v for k, v in config["baselines"].items() if k != "scvi"}
+
+
 def run_config(dataset, method):
     """Every setting a method's result on a dataset depends on (beyond the seed)."""
     entry = config["datasets"][dataset]
@@ -153,10 +160,11 @@ def run_config(dataset, method):
             "n_clusters": entry["n_clusters"],
             "deterministic": config["deterministic"],
         }
-    baselines = config["baselines"] if method in xp.SCVI_BASELINES else {
-        k: v for k, v in config["baselines"].items() if k != "scvi"
+    found = {
+        "qc": config["qc"],
+        "baselines": baseline_settings(method),
+        "n_clusters": entry["n_clusters"],
     }
-    found = {"qc": config["qc"], "baselines": baselines, "n_clusters": entry["n_clusters"]}
     if xp.needs_n_clusters(method) and entry["n_clusters"] == "auto":  # K from the graph
         found["graph_file"] = graph_file(T, K).format(dataset=dataset)
     return found
