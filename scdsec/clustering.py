@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 logger = logging.getLogger("scdsec")
 
-AUTO_RESOLUTION = 1.0  # measured on ../shared/data and the simulator: see estimate_n_clusters
+AUTO_RESOLUTION = 0.5  # measured on ../shared/data and the simulator: see estimate_n_clusters
 
 
 def leiden_labels(adjacency: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -40,17 +40,16 @@ def estimate_n_clusters(
     """Estimate the number of cell types K from the data: a starting point, not a measurement.
 
     The number of Leiden communities of the workflow's kNN graph (``obsp['knn']``, K = 50
-    neighbours) at ``resolution`` 1.0 (scanpy's default), at least 2. Of 13 labelled datasets
-    (the seven of ``../shared/data`` and six simulated regimes, 3 seeds each;
-    ``benchmarks/auto_k.py``, ``benchmarks/results/2026-12-01-auto-k-summary.md``) it comes
-    within 20% of the true K on 6, against 3 at the former resolution 0.5 (true → found,
-    mean over seeds): CellBench 5 → 5, kidney 11 → 13, PBMC 8 → 9, simulated 8 → 9, 12 → 12
-    and 10 with rare types → 9; it under-counts where types overlap or form a continuum
-    (bladder 16 → 8, paul15 19 → 5.7, Zheng sorted PBMC 9 → 6.3, simulated with weak
-    separation 12 → 5) and over-counts worm neurons (10 → 21). None of the graph-only rules
-    tried (other resolutions and graphs, stability and plateau sweeps, k-means silhouette,
-    the Laplacian eigengap) did better; chosen with each dataset left out in turn, the rule
-    hit the left-out dataset on 4 of 13. Give ``n_clusters`` when it is known.
+    neighbours) at ``resolution`` 0.5, at least 2. On the seven labelled datasets of
+    ``../shared/data`` (true → found, mean of 5 seeds) it is within 20% on three: CellBench
+    5 → 5, kidney 11 → 12, PBMC 8 → 8; it under-counts bladder 16 → 7.8, paul15 19 → 4,
+    Zheng sorted PBMC 9 → 6 and over-counts worm neurons 10 → 15. Resolution 1.0 does better
+    on the simulator (6 of 13 datasets with six simulated regimes, against 3) but not on the
+    real data: the same three within 20%, and a larger mean error (0.41 against 0.32 of the
+    true K; worm 10 → 21), so it did not replace 0.5 (``benchmarks/auto_k.py``,
+    ``benchmarks/results/2026-12-01-auto-k*``). No graph-only rule tried (resolutions,
+    graphs, stability and plateau sweeps, k-means silhouette, the Laplacian eigengap) met
+    "within 20%" on most datasets. Give ``n_clusters`` when it is known.
     """
     if "knn" not in adata.obsp:
         raise ValueError("estimate_n_clusters needs the kNN graph in adata.obsp['knn']")
