@@ -238,3 +238,29 @@ def test_auto_number_of_clusters_is_the_models_estimate(counts, tmp_path):
     record = ad.read_h5ad(tmp_path / "out" / "kmeans_pca.h5ad").uns["kmeans_pca"]
     assert record["n_clusters_estimated"] is True
     assert record["n_clusters_given"] == record["n_clusters"] == estimate_n_clusters(graph, seed=3)
+
+
+def test_the_estimated_k_is_warned_about_with_the_counts_at_half_and_twice_the_resolution(
+    counts, caplog
+):
+    import logging
+
+    from scdsec import pp
+    from scdsec.clustering import estimate_n_clusters, leiden_labels
+
+    graph = pp.prepare(
+        counts, normalize_params={"n_top_genes": 150}, graph={"n_neighbors": 10, "n_pcs": 20}
+    )
+    with caplog.at_level(logging.WARNING, logger="scdsec"):
+        k = estimate_n_clusters(graph, resolution=0.8, seed=1)
+    at = {
+        r: np.unique(leiden_labels(graph.obsp["knn"], resolution=r, seed=1)).size
+        for r in (0.4, 0.8, 1.6)
+    }
+    assert k == max(at[0.8], 2)
+    (message,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"K = {k}, estimated: {at[0.8]} Leiden communities" in message
+    assert f"at 0.4 and 1.6: {at[0.4]} and {at[1.6]}" in message
+    assert "give n_clusters" in message
+    with pytest.raises(ValueError, match="obsp\\['knn'\\]"):
+        estimate_n_clusters(ad.AnnData(np.zeros((3, 2), dtype=np.float32)))

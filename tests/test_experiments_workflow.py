@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,7 @@ import yaml
 
 from conftest import ROOT, SHARED_DATA
 from env_imports import assert_envs_hold_recorded_imports, recording_env
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from workflow_helpers import planned_jobs, snakemake, write_config
 
 TINY = {
     "run": ["demo"],
@@ -41,38 +38,6 @@ TINY = {
         "sensitivity": {"t": [5000, 10000], "k": [5], "alpha": [0.3]},
     },
 }
-
-
-def snakemake(
-    workdir: Path, *args: str, check: bool = True, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
-    """``{rule: job count}`` from a dry run's job stats table (empty when nothing to do)."""
-    text = snakemake(workdir, "-n", *args).stdout
-    if "Job stats:" not in text:
-        return {}
-    jobs = {}
-    for line in text.split("Job stats:", 1)[1].splitlines()[3:]:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
-
-
-def write_config(workdir: Path, config: dict) -> Path:
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_default_config_plans_every_method_and_the_experiments(tmp_path):

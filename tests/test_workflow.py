@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import anndata as ad
@@ -13,36 +12,13 @@ import yaml
 
 from conftest import ROOT
 from env_imports import assert_envs_hold_recorded_imports, recording_env
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def snakemake(
-    workdir: Path, *args: str, check: bool = True, env: dict | None = None
-) -> subprocess.CompletedProcess:
-    """Run the repository's workflow with ``workdir`` as its working directory."""
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
-def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
-    """``{rule: job count}`` from a dry run's job stats table (empty when nothing to do)."""
-    text = snakemake(workdir, "-n", *targets).stdout
-    if "Job stats:" not in text:
-        return {}
-    table = text.split("Job stats:", 1)[1].splitlines()[3:]
-    jobs = {}
-    for line in table:
-        parts = line.split()
-        if len(parts) != 2 or parts[0] == "total":
-            break
-        jobs[parts[0]] = int(parts[1])
-    return jobs
+from workflow_helpers import (
+    SNAKEMAKE,
+    planned_jobs,
+    planned_run_folder,
+    snakemake,
+    write_config,
+)
 
 
 def run_folder(workdir: Path, method: str = "scdsec", seed: int = 0, dataset: str = "demo") -> Path:
@@ -50,22 +26,6 @@ def run_folder(workdir: Path, method: str = "scdsec", seed: int = 0, dataset: st
     found = sorted((workdir / "results" / dataset / method).glob(f"*/seed{seed}"))
     assert len(found) == 1, found
     return found[0]
-
-
-def planned_run_folder(workdir: Path, target: str, method: str = "scdsec", seed: int = 0) -> str:
-    """The run folder of ``method`` that a dry run of ``target`` plans (relative path)."""
-    import re
-
-    text = snakemake(workdir, "-n", "--forceall", target).stdout
-    found = set(re.findall(rf"results/\w+/{re.escape(method)}/[\w.]+/seed{seed}", text))
-    assert len(found) == 1, found
-    return found.pop()
-
-
-def write_config(workdir: Path, config: dict) -> Path:
-    path = workdir / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 TINY = {
