@@ -29,7 +29,7 @@ CHECKED_ELSEWHERE = {
         ".ci/run (CI)"
     ),
     ".venv/bin/snakemake --report report.html": (
-        "test_workflow.py::test_demo_runs_whole_its_report_embeds_every_figure…"
+        "test_workflow.py::test_demo_runs_whole_and_its_report_embeds_every_figure"
     ),
     ".venv/bin/snakemake --workflow-profile profiles/slurm": (
         "test_workflow.py::test_slurm_profile_gives_training_its_gpu_and_threads"

@@ -41,6 +41,26 @@ TINY = {
     "graph": {"n_neighbors": 10, "n_pcs": 10},
 }
 
+#: The demo that :func:`demo_run` trains: long enough to be killed between checkpoints.
+DEMO = {
+    **TINY,
+    "seeds": [0],
+    "model": {"dims": [32, 16, 8]},
+    "train": {"pretrain_epochs": 100, "epochs": 20},
+    "checkpoint_every": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    """A working directory where the default target ``all`` ran on :data:`DEMO`, each job's
+    imports recorded under ``imports/``; shared by the tests of one whole run, which leave
+    its ``config.yaml`` as they found it."""
+    workdir = tmp_path_factory.mktemp("demo_run")
+    write_config(workdir, DEMO)
+    snakemake(workdir, env=recording_env(workdir / "imports"))
+    return workdir
+
 
 def test_lint_is_clean():
     proc = subprocess.run(
@@ -176,10 +196,9 @@ def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
 
 
 @pytest.mark.slow
-def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path):
-    write_config(tmp_path, TINY)
-    snakemake(tmp_path, "results/demo/preprocess/graph_t100_k10.h5ad")
-    graph = ad.read_h5ad(tmp_path / "results/demo/preprocess/graph_t100_k10.h5ad")
+def test_demo_runs_through_graph_and_a_changed_graph_parameter_reruns_only_the_graph(demo_run):
+    target = "results/demo/preprocess/graph_t100_k10.h5ad"
+    graph = ad.read_h5ad(demo_run / target)
     assert graph.n_obs == 300 and graph.n_vars == 100
     assert graph.obsp["knn"].shape == (300, 300)
     assert set(graph.obs["label"].unique()) == {"type1", "type2", "type3"}
@@ -188,17 +207,17 @@ def test_demo_runs_through_graph_and_a_changed_k_reruns_only_the_graph(tmp_path)
     assert steps["graph"]["params"]["n_neighbors"] == 10
     assert "scanpy" in steps["graph"]["versions"]
     for step in ("download", "qc", "normalize_t100", "graph_t100_k10"):
-        assert (tmp_path / f"logs/demo/{step}.log").is_file()
+        assert (demo_run / f"logs/demo/{step}.log").is_file()
 
-    target = "results/demo/preprocess/graph_t100_k10.h5ad"
     # Nothing left to do: the intermediate files are the cache.
-    assert planned_jobs(tmp_path, target) == {}
+    assert planned_jobs(demo_run, target) == {}
 
     # A changed graph parameter reruns the graph step and nothing upstream.
-    changed = yaml.safe_load(yaml.safe_dump(TINY))
-    changed["graph"]["n_pcs"] = 8
-    write_config(tmp_path, changed)
-    assert planned_jobs(tmp_path, target) == {"graph": 1}
+    write_config(demo_run, {**DEMO, "graph": {**DEMO["graph"], "n_pcs": 8}})
+    try:
+        assert planned_jobs(demo_run, target) == {"graph": 1}
+    finally:
+        write_config(demo_run, DEMO)
 
 
 @pytest.mark.slow
@@ -313,37 +332,37 @@ def test_real_dataset_graph(tmp_path, shared_data):
 
 
 @pytest.mark.slow
-def test_demo_runs_whole_its_report_embeds_every_figure_and_reruns_give_identical_clusters(
-    tmp_path,
-):
+def test_demo_runs_whole_and_its_report_embeds_every_figure(demo_run):
     """The default target on a tiny demo; `snakemake --report` as the README shows it; each
     job's imports within its env; another K leaves the trained model in place, so that going
-    back to it reruns nothing; a forced rerun of training gives the same clusters."""
+    back to it reruns nothing."""
     import base64
 
     import matplotlib.image as mpimg
     import pandas as pd
 
-    config = {
-        **TINY,
-        "seeds": [0],
-        "model": {"dims": [32, 16, 8]},
-        "train": {"pretrain_epochs": 15, "epochs": 10},
-    }
-    write_config(tmp_path, config)
-    snakemake(tmp_path, env=recording_env(tmp_path / "imports"))
-    checked = assert_envs_hold_recorded_imports(tmp_path / "imports")
+    checked = assert_envs_hold_recorded_imports(demo_run / "imports")
     assert {"train", "evaluate", "plot_embeddings", "plot_markers", "markers"} <= checked
-    run_dir = run_folder(tmp_path)
+    run_dir = run_folder(demo_run)
     assert run_dir.parent.name.startswith("t100_k10_")  # t and K, then a hash of the rest
     settings = yaml.safe_load((run_dir / "params.yaml").read_text())
     assert settings["graph"]["n_neighbors"] == 10 and settings["model"]["dims"] == [32, 16, 8]
     markers = pd.read_csv(run_dir / "markers.tsv", sep="\t")
     assert set(markers["gene"]) <= set(ad.read_h5ad(run_dir / "scdsec.h5ad").var_names)
+    result = ad.read_h5ad(run_dir / "scdsec.h5ad")
+    assert result.obs["scdsec"].cat.categories.size == 3
+    assert result.obsm["X_scdsec"].shape == (300, 8)
+    assert result.obsm["scdsec_q"].shape == (300, 3)
+    record = result.uns["scdsec"]
+    assert list(record["params"]["model"]["dims"]) == [32, 16, 8]
+    assert record["device"] == "cpu" and record["seed"] == 0
+    loss = pd.read_csv(run_dir / "loss.tsv", sep="\t")
+    assert len(loss) == 120 and {"zinb", "rec", "graph", "kl", "total"} <= set(loss.columns)
+    assert (run_dir / "model" / "model.json").is_file()
 
-    snakemake(tmp_path, "--report", "report.html")
-    html = (tmp_path / "report.html").read_text()
-    shown = sorted((tmp_path / "results").rglob("*.png")) + [tmp_path / "results/demo/metrics.tsv"]
+    snakemake(demo_run, "--report", "report.html")
+    html = (demo_run / "report.html").read_text()
+    shown = sorted((demo_run / "results").rglob("*.png")) + [demo_run / "results/demo/metrics.tsv"]
     assert len(shown) == 5, shown  # loss, embeddings, confusion, markers dot plot; metrics
     for path in shown:  # each file's content is in the page (base64), not only its name
         if path.suffix == ".png":
@@ -353,57 +372,37 @@ def test_demo_runs_whole_its_report_embeds_every_figure_and_reruns_give_identica
     assert "Hungarian" in html  # a caption
 
     # Another K trains into another folder; back at K = 10 nothing is left to do.
-    write_config(tmp_path, {**config, "graph": {**config["graph"], "n_neighbors": 5}})
-    other = planned_run_folder(tmp_path, "all")
-    assert other.startswith("results/demo/scdsec/t100_k5_") and planned_jobs(tmp_path)["train"] == 1
-    write_config(tmp_path, config)
-    assert planned_jobs(tmp_path) == {}
-    result = ad.read_h5ad(run_dir / "scdsec.h5ad")
-    assert result.obs["scdsec"].cat.categories.size == 3
-    assert result.obsm["X_scdsec"].shape == (300, 8)
-    assert result.obsm["scdsec_q"].shape == (300, 3)
-    record = result.uns["scdsec"]
-    assert list(record["params"]["model"]["dims"]) == [32, 16, 8]
-    assert record["device"] == "cpu" and record["seed"] == 0
-    loss = pd.read_csv(run_dir / "loss.tsv", sep="\t")
-    assert len(loss) == 25 and {"zinb", "rec", "graph", "kl", "total"} <= set(loss.columns)
-    assert (run_dir / "model" / "model.json").is_file()
-    first = (run_dir / "clusters.tsv").read_text()
-    first_written = (run_dir / "clusters.tsv").stat().st_mtime_ns
-    # the target first: --forcerun takes every name after it (the target would become a rule
-    # name, leaving the default target `all` to run)
-    snakemake(tmp_path, str(run_dir.relative_to(tmp_path) / "clusters.tsv"), "--forcerun", "train")
-    assert (run_dir / "clusters.tsv").stat().st_mtime_ns != first_written  # trained again
-    assert (run_dir / "clusters.tsv").read_text() == first
+    write_config(demo_run, {**DEMO, "graph": {**DEMO["graph"], "n_neighbors": 5}})
+    try:
+        other = planned_run_folder(demo_run, "all")
+        assert other.startswith("results/demo/scdsec/t100_k5_")
+        assert planned_jobs(demo_run)["train"] == 1
+    finally:
+        write_config(demo_run, DEMO)
+    assert planned_jobs(demo_run) == {}
 
 
 @pytest.mark.slow
-def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
-    """The train job killed part-way (SIGKILL, as the OOM killer or a lost node), the workflow
-    run again: the job resumes from its checkpoint and ends with the uninterrupted labels."""
+def test_a_forced_rerun_killed_part_way_resumes_and_ends_with_the_first_runs_clusters(demo_run):
+    """Training run again (``--forcerun``) and killed part-way (SIGKILL, as the OOM killer or
+    a lost node), the workflow run again: the job resumes from its checkpoint and ends with the
+    labels of the first, uninterrupted run — so reruns give identical clusters, and resuming
+    changes nothing."""
     import time
 
     import psutil
 
-    config = {
-        **TINY,
-        "seeds": [0],
-        "model": {"dims": [32, 16, 8]},
-        "train": {"pretrain_epochs": 100, "epochs": 20},
-        "checkpoint_every": 5,
-    }
-    for name in ("whole", "killed"):
-        (tmp_path / name).mkdir()
-        write_config(tmp_path / name, config)
-    folder = planned_run_folder(tmp_path / "whole", "all")
-    target = f"{folder}/clusters.tsv"
-    snakemake(tmp_path / "whole", target)
-    killed = tmp_path / "killed"
-    snakemake(killed, "results/demo/preprocess/graph_t100_k10.h5ad")
-    params = Path(folder).parent.name
-    checkpoint = killed / f"results/checkpoints/demo.scdsec.{params}.seed0/seed0.pt"
-    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(killed), "--cores", "2", target]
-    proc = subprocess.Popen(cmd, cwd=killed, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = run_folder(demo_run)
+    target = str(run_dir.relative_to(demo_run) / "clusters.tsv")
+    first = (demo_run / target).read_text()
+    params = run_dir.parent.name
+    checkpoint = demo_run / f"results/checkpoints/demo.scdsec.{params}.seed0/seed0.pt"
+    assert not checkpoint.exists()  # removed with the finished training
+    # the target first: --forcerun takes every name after it (the target would become a rule
+    # name, leaving the default target `all` to run)
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(demo_run), "--cores", "2"]
+    cmd += [target, "--forcerun", "train"]
+    proc = subprocess.Popen(cmd, cwd=demo_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -417,13 +416,12 @@ def test_a_killed_train_job_resumes_from_its_checkpoint(tmp_path):
     for job in jobs:
         job.kill()
     assert proc.wait(timeout=120) != 0  # the job failed; Snakemake removed its outputs
-    assert not (killed / target).exists() and checkpoint.exists()
-    snakemake(killed, target)
-    log = killed / f"logs/demo/scdsec/{params}/seed0/train.log"
+    assert not (demo_run / target).exists() and checkpoint.exists()
+    snakemake(demo_run, target)
+    log = demo_run / f"logs/demo/scdsec/{params}/seed0/train.log"
     assert "resuming from" in log.read_text()
-    whole = (tmp_path / "whole" / target).read_text()
-    assert (killed / target).read_text() == whole
-    assert not (killed / "results/checkpoints").exists()  # removed with the finished training
+    assert (demo_run / target).read_text() == first
+    assert not (demo_run / "results/checkpoints").exists()
 
 
 @pytest.mark.slow
