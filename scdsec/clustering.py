@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 logger = logging.getLogger("scdsec")
 
-AUTO_RESOLUTION = 0.5  # measured on ../shared/data and the simulator: see estimate_n_clusters
+AUTO_RESOLUTION = 0.5  # measured on ../shared/data and the simulator: docs/method.md §7
 
 
 def leiden_labels(adjacency: sp.spmatrix, *, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
@@ -39,22 +39,16 @@ def estimate_n_clusters(
 ) -> int:
     """Estimate the number of cell types K from the data: a starting point, not a measurement.
 
-    The number of Leiden communities of the workflow's kNN graph (``obsp['knn']``, K = 50
-    neighbours) at ``resolution`` (default 0.5), at least 2. The counts at half and twice the
+    The number of Leiden communities (Traag et al. 2019, igraph's implementation) of the
+    workflow's kNN graph (``obsp['knn']``, 50 neighbours by default) at ``resolution``
+    (default 0.5), at least 2. The counts at half and twice the
     resolution are logged beside it as a warning, to show how much K depends on the
     granularity asked for.
 
-    How far it is from the annotated K (``benchmarks/auto_k*.py``, ``docs/method.md`` §7): on
-    the seven labelled datasets of ``../shared/data`` (true → found, mean of 5 seeds) within
-    20% on three: CellBench 5 → 5, kidney 11 → 12, PBMC 8 → 8; it under-counts bladder
-    16 → 7.8, paul15 19 → 4, Zheng sorted PBMC 9 → 6 and over-counts worm neurons 10 → 15.
-    No single resolution can do better on all of them: the resolutions within 20% are 0.1–0.2
-    for worm and only 3.0 for bladder and paul15 (their annotations are finer than the graph's
-    communities, worm's coarser). ~110 graph-only rules (stability and plateau sweeps, the
-    eigengap, k-means silhouette) and ~40 on scDSEC's pretrained embedding (Leiden,
-    silhouette, Calinski–Harabasz, Davies–Bouldin, eigengap) met the goal on at most 6 of 13
-    datasets (seven real, six simulated) and on none when chosen with that dataset left out.
-    Give ``n_clusters`` when it is known.
+    How far it is from the annotated K, and why no rule of this kind gets within 20% of it on
+    every dataset: ``docs/method.md`` §7 (on the seven labelled datasets of ``../shared/data``
+    it is within 20% on three; ``benchmarks/auto_k*.py`` measure it). Give ``n_clusters`` when
+    it is known.
 
     Parameters
     ----------
