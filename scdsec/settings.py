@@ -58,7 +58,8 @@ THREAD_VARIABLES = (
 def limit_threads(threads: int | None) -> None:
     """Keep every thread pool of this process to ``threads``: the environment variables of
     :data:`THREAD_VARIABLES` for libraries loaded later, threadpoolctl for the OpenMP and BLAS
-    pools already loaded, numba and torch when imported. A workflow step calls it once, at its
+    pools already loaded, numba and torch when imported; and ``OMP_WAIT_POLICY=PASSIVE`` unless
+    set, for OpenMP runtimes loaded later. A workflow step calls it once, at its
     start, with its rule's ``threads`` (through :func:`scdsec.pipeline.step_log`), so that the
     jobs Snakemake runs side by side do not oversubscribe the cores it gave them. Meant for a
     process that runs one step: numba's pool cannot grow after it has started, so a session
@@ -66,6 +67,12 @@ def limit_threads(threads: int | None) -> None:
     if not threads:
         return
     threads = int(threads)
+    # OpenMP threads that wait at a barrier sleep instead of spinning (unless the user chose):
+    # with other jobs on the cores, spinning threads take the time of the one they wait for.
+    # Read when an OpenMP runtime loads (torch's at its import). Training, 2 threads, one core
+    # busy: 8.8–9.8 s passive against 15.2–16.4 s spinning; alone 7.3–7.8 s against 5.8–6.7 s
+    # (benchmarks/omp_wait_policy.py → benchmarks/results/…-omp-wait-policy.tsv).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for variable in THREAD_VARIABLES:
         if variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
             continue  # numba reads it again later and refuses a change once its pool runs

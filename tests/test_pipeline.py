@@ -127,7 +127,8 @@ def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_c
 
 def test_a_step_keeps_every_thread_pool_to_its_rules_threads(tmp_path):
     """Run in a fresh interpreter: the pools of libraries loaded before and after the step
-    starts (BLAS, OpenMP, numba, torch) all hold the rule's one thread."""
+    starts (BLAS, OpenMP, numba, torch) all hold the rule's one thread, and waiting OpenMP
+    threads sleep unless the user chose otherwise."""
     import subprocess
     import sys
 
@@ -143,15 +144,24 @@ with step_log(None, threads=1):
         "numba": numba.get_num_threads(),
         "torch": torch.get_num_threads(),
         "omp": os.environ["OMP_NUM_THREADS"],
+        "wait": os.environ["OMP_WAIT_POLICY"],
     }))
 """
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    ).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == {
-        "pools": [1],
-        "numba": 1,
-        "torch": 1,
-        "omp": "1",
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.endswith("_NUM_THREADS") and k != "OMP_WAIT_POLICY"
     }
+
+    def step(**extra: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            check=True,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    assert step() == {"pools": [1], "numba": 1, "torch": 1, "omp": "1", "wait": "PASSIVE"}
+    assert step(OMP_WAIT_POLICY="ACTIVE")["wait"] == "ACTIVE"  # the user's choice stays
