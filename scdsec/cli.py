@@ -160,6 +160,7 @@ def _cluster(args: argparse.Namespace) -> None:
     from .graph import build_knn_graph
     from .io import read_counts
     from .metrics import score_labelled
+    from .model import Params
     from .pipeline import atomic_path, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
@@ -171,6 +172,10 @@ def _cluster(args: argparse.Namespace) -> None:
     if args.batch_size is not None:
         size = _batch_size(args.batch_size)
         params["train"] = {**(params.get("train") or {}), "batch_size": size}
+    try:  # the model's settings are checked before the data is read
+        model_params = Params.from_dict(params)
+    except InputError as err:
+        raise InputError(f"{args.config or '--batch-size'}: {err}") from None
     if args.n_clusters == "auto":
         n_clusters: int | str = "auto"
     else:
@@ -184,6 +189,7 @@ def _cluster(args: argparse.Namespace) -> None:
         args.input,
         format=args.format,
         labels=args.labels,
+        metadata_columns=[c for c in args.metadata_columns.split(",") if c],
         cells_as=args.cells_as,
         layer=args.layer,
         genome=args.genome,
@@ -203,7 +209,7 @@ def _cluster(args: argparse.Namespace) -> None:
         model = cluster(
             adata,
             n_clusters,
-            params=params,
+            params=model_params,
             seed=args.seed,
             device=args.device,
             threads=args.threads,
@@ -327,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", help=".h5ad/.zarr/.loom: read the counts from this layer instead of X"
     )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
+    clu.add_argument(
+        "--metadata-columns",
+        default="",
+        help="CSV/TSV: comma-separated columns that describe cells (not genes) besides --labels",
+    )
     clu.add_argument(
         "--checkpoint-every",
         type=int,

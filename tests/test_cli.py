@@ -26,10 +26,10 @@ FAST = {
 }
 
 
-def error_line(capsys) -> str:
-    """The command's error: its last line on stderr, there once, after no traceback (the log
-    lines of the steps that ran come before it)."""
-    err = capsys.readouterr().err
+def error_line(capsys, err: str | None = None) -> str:
+    """The command's error: its last line on stderr (or on ``err``, stderr already read), there
+    once, after no traceback (the log lines of the steps that ran come before it)."""
+    err = capsys.readouterr().err if err is None else err
     lines = err.strip().splitlines()
     assert "Traceback" not in err, err
     assert sum(": error: " in line for line in lines) == 1, err
@@ -186,7 +186,10 @@ def test_bad_input_is_one_line_naming_the_problem(
         cfg.write_text(yaml.safe_dump(config))
         cmd += ["--config", str(cfg)]
     assert main(cmd) == 2
-    err = error_line(capsys)
+    err = capsys.readouterr().err
+    if config is not None:  # a config is checked before the data is read: no step logged
+        assert err.strip().count("\n") == 0, err
+    err = error_line(capsys, err)
     assert expected in err
     assert str(sim_file) in err or "bad.yaml" in err or (args and args[0] in err)
     assert not (tmp_path / "out" / "scdsec.h5ad").exists()
@@ -308,6 +311,18 @@ def test_cluster_reader_options_reach_the_reader(tmp_path, sim_file, capsys):
     assert not (tmp_path / "b").exists()
     assert main([*run, "--cells-as", "rows", "--config", config]) == 0
     assert len(pd.read_csv(tmp_path / "b" / "clusters.tsv", sep="\t")) == adata.n_obs
+
+    # a text column besides the labels: named by --metadata-columns, or the error says how
+    described = pd.read_csv(table, index_col=0)
+    described.insert(0, "donor", np.where(np.arange(adata.n_obs) % 2, "d1", "d2"))
+    described.to_csv(table)
+    run += ["--cells-as", "rows", "--config", config]
+    assert main(run) == 2
+    err = error_line(capsys)
+    assert "'donor' is not numeric" in err and "--metadata-columns" in err
+    assert main([*run, "--metadata-columns", "donor"]) == 0
+    result = ad.read_h5ad(tmp_path / "b" / "scdsec.h5ad")
+    assert list(result.obs["donor"].unique()) == ["d2", "d1"] and "donor" not in result.var_names
 
 
 @pytest.mark.parametrize(

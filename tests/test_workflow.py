@@ -110,6 +110,17 @@ def test_unknown_key_in_a_dataset_is_named(tmp_path):
     assert "lables" in proc.stdout + proc.stderr
 
 
+def test_a_missing_source_names_every_config_file_read(tmp_path):
+    write_config(tmp_path, TINY)
+    mine = tmp_path / "my_datasets.yaml"
+    mine.write_text(yaml.safe_dump({"run": ["mine"], "datasets": {"mine": {"source": "nope.csv"}}}))
+    proc = snakemake(tmp_path, "-n", "--configfile", str(mine), check=False)
+    output = (proc.stdout + proc.stderr).splitlines()
+    line = next(x for x in output if "datasets.mine.source" in x)
+    assert proc.returncode != 0 and "my_datasets.yaml" in line and "config.yaml" in line
+    assert "nope.csv does not exist" in line and str(tmp_path) in line  # where it looked
+
+
 def test_simulated_proportions_need_one_weight_per_type(tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(TINY))
     bad["datasets"]["demo"]["simulate"]["proportions"] = [0.9, 0.1]

@@ -1115,7 +1115,8 @@ def _table_cells_as_rows(
             example = counts.iloc[:, i].dropna().iloc[0]
             raise InputError(
                 f"{path}: column {name!r} is not numeric (e.g. {example!r}); "
-                "list it in metadata_columns if it describes cells"
+                "if it describes cells, list it in metadata_columns "
+                "(scdsec cluster: --metadata-columns)"
             )
     return _Parsed(
         X=_csr32(counts.to_numpy(), path),
@@ -1171,7 +1172,8 @@ def _table_cells_as_columns(
             name = gene_names[i] if gene_names else f"number {i + 1}"
             raise InputError(
                 f"{path}: row {name!r} is not numeric (e.g. {counts.iat[i, j]!r}); "
-                "list it in metadata_columns if it describes cells"
+                "if it describes cells, list it in metadata_columns "
+                "(scdsec cluster: --metadata-columns)"
             )
         counts = numeric
     return _Parsed(

@@ -34,7 +34,9 @@ validate(config, schema=str(SCHEMA), set_default=True)
 
 
 def _config_error(key, problem):
-    raise ValueError(f"config.yaml: {key}: {problem}")
+    # every config file read (config.yaml, then each --configfile over it), not only the first
+    files = ", ".join(dict.fromkeys(str(f) for f in workflow.configfiles)) or "config.yaml"
+    raise ValueError(f"{files}: {key}: {problem}")
 
 
 for _name in config["run"]:
