@@ -5,7 +5,8 @@ value on the command line as YAML only at its top level, and leaves list items a
 values as strings, which the schema then refuses (``'0' is not of type 'integer'``).
 :func:`coerce_to_schema` turns such strings into the numbers and booleans the schema asks for
 before validation; a string that does not read as one is left for validation to refuse,
-naming the key.
+naming the key. :func:`schema_problem` is that refusal in one line (Snakemake's own prints
+the whole schema after it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["coerce_to_schema"]
+__all__ = ["coerce_to_schema", "schema_problem"]
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "false": False}
@@ -91,3 +92,24 @@ def _coerce_string(value: str, branches: list[Mapping]) -> Any:
     if "null" in wanted and text.lower() in _NULLS:
         return None
     return value
+
+
+def schema_problem(config: Mapping, schema: Mapping) -> tuple[str, str] | None:
+    """The most relevant way ``config`` breaks ``schema`` (JSON Schema 2020-12, by
+    ``jsonschema``'s ``best_match``) as ``(key, problem)``: the dotted key (``config`` for the
+    top level) and one sentence, with the known keys where an unknown one was given. None when
+    the config is valid."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    key = ".".join(str(part) for part in error.absolute_path) or "config"
+    problem = error.message
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        known = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(known))
+        if known and unknown:
+            problem = f"unknown key {unknown[0]!r}; known keys: {', '.join(known)}"
+    return key, problem

@@ -82,3 +82,17 @@ def test_strings_from_the_command_line_become_what_the_schema_asks_for():
         "train": {"batch_size": 512, "lr": 0.001},
         "graph": {"n_neighbors": "many"},
     }
+
+
+def test_schema_problem_names_the_key_in_one_sentence():
+    from scdsec.workflow_config import schema_problem
+
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    assert schema_problem(config, SCHEMA) is None
+    config["graph"]["n_neighbors"] = "ten"
+    key, problem = schema_problem(config, SCHEMA)
+    assert key == "graph.n_neighbors" and "'ten' is not of type 'integer'" in problem
+    config["graph"] = {"n_neighbours": 30}
+    key, problem = schema_problem(config, SCHEMA)
+    assert key == "graph" and problem.startswith("unknown key 'n_neighbours'; known keys: ")
+    assert "n_neighbors" in problem

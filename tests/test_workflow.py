@@ -106,8 +106,11 @@ def test_unknown_key_in_a_dataset_is_named(tmp_path):
     bad["datasets"]["demo"]["lables"] = "cell_type"
     write_config(tmp_path, bad)
     proc = snakemake(tmp_path, "-n", check=False)
+    output = proc.stdout + proc.stderr
+    line = next(x for x in output.splitlines() if "lables" in x)
     assert proc.returncode != 0
-    assert "lables" in proc.stdout + proc.stderr
+    assert "datasets.demo: unknown key 'lables'; known keys: " in line and "labels" in line
+    assert "additionalProperties" not in output  # one line, not Snakemake's schema dump
 
 
 def test_a_missing_source_names_every_config_file_read(tmp_path):

@@ -12,14 +12,27 @@ from snakemake.utils import min_version, validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
 from scdsec.io import download
-from scdsec.workflow_config import coerce_to_schema
+from scdsec.workflow_config import coerce_to_schema, schema_problem
 
 min_version("9.0")
 
 # `--config seeds=[0]` arrives as ["0"]: numbers, booleans and nulls given as strings become
 # what the schema asks for before anything reads the config.
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-coerce_to_schema(config, yaml.safe_load(SCHEMA.read_text()))
+_schema = yaml.safe_load(SCHEMA.read_text())
+coerce_to_schema(config, _schema)
+
+
+def _config_error(key, problem):
+    # every config file read (config.yaml, then each --configfile over it), not only the first
+    files = ", ".join(dict.fromkeys(str(f) for f in workflow.configfiles)) or "config.yaml"
+    raise ValueError(f"{files}: {key}: {problem}")
+
+
+# A wrong config stops here in one line naming the key (Snakemake's validate below would print
+# the whole schema after it).
+if (_problem := schema_problem(config, _schema)) is not None:
+    _config_error(*_problem)
 
 
 # The model's values come from `preset`, overridden by what the config sets under `model`
@@ -31,12 +44,6 @@ MODEL_PARAMS = {
 }
 
 validate(config, schema=str(SCHEMA), set_default=True)
-
-
-def _config_error(key, problem):
-    # every config file read (config.yaml, then each --configfile over it), not only the first
-    files = ", ".join(dict.fromkeys(str(f) for f in workflow.configfiles)) or "config.yaml"
-    raise ValueError(f"{files}: {key}: {problem}")
 
 
 for _name in config["run"]:
