@@ -108,20 +108,11 @@ def log(*a):
     print(time.strftime("%H:%M:%S"), *a, flush=True)
 
 
-def load(name):
-    """Prepared AnnData (scdsec.pp.prepare defaults) + scanpy 15-NN graph, cached."""
-    import anndata as ad
-    import scanpy as sc
-
+def labelled_counts(name):
+    """The counts of dataset ``name`` with ``obs['truth']``, above MAX_CELLS subsampled to
+    SUBSAMPLE cells (seed 0); returns (adata, note on the subsampling or "")."""
     from scdsec.io import read_counts
-    from scdsec.pp import prepare
 
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"{name}.h5ad"
-    if path.exists():
-        return ad.read_h5ad(path)
-    t = time.perf_counter()
-    note = ""
     if name in REAL:
         f, fmt, lab = REAL[name]
         adata = read_counts(DATA / f, labels=lab, format=fmt)
@@ -132,10 +123,25 @@ def load(name):
         k, sep, prop = SIMS[name]
         adata = simulate_counts(3000, 2000, k, seed=0, separation=sep, proportions=prop)
         adata.obs["truth"] = adata.obs["cell_type"].astype(str)
-    if adata.n_obs > MAX_CELLS:
-        idx = np.random.default_rng(0).choice(adata.n_obs, SUBSAMPLE, replace=False)
-        adata = adata[np.sort(idx)].copy()
-        note = f"subsampled to {SUBSAMPLE} cells (seed 0)"
+    if adata.n_obs <= MAX_CELLS:
+        return adata, ""
+    idx = np.random.default_rng(0).choice(adata.n_obs, SUBSAMPLE, replace=False)
+    return adata[np.sort(idx)].copy(), f"subsampled to {SUBSAMPLE} cells (seed 0)"
+
+
+def load(name):
+    """Prepared AnnData (scdsec.pp.prepare defaults) + scanpy 15-NN graph, cached."""
+    import anndata as ad
+    import scanpy as sc
+
+    from scdsec.pp import prepare
+
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"{name}.h5ad"
+    if path.exists():
+        return ad.read_h5ad(path)
+    t = time.perf_counter()
+    adata, note = labelled_counts(name)
     adata = prepare(adata)
     sc.pp.neighbors(adata, n_neighbors=15, use_rep="X_pca", random_state=0)
     adata.uns["autok_note"] = note

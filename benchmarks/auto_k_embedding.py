@@ -38,7 +38,7 @@ warnings.filterwarnings("ignore")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from auto_k import DATA, MAX_CELLS, REAL, SIMS, SUBSAMPLE, eigengap, log  # noqa: E402
+from auto_k import REAL, SIMS, eigengap, labelled_counts, log  # noqa: E402
 
 STORE = Path("/tmp/autok_emb")
 OUT = ROOT / "benchmarks" / "results" / "2026-12-01-auto-k-embedding.tsv"
@@ -50,26 +50,13 @@ KMAX = 30
 def prepared(name):
     import anndata as ad
 
-    from scdsec.io import read_counts
     from scdsec.pp import prepare
 
     STORE.mkdir(exist_ok=True)
     path = STORE / f"{name}.h5ad"
     if path.exists():
         return ad.read_h5ad(path)
-    if name in REAL:
-        f, fmt, lab = REAL[name]
-        adata = read_counts(DATA / f, labels=lab, format=fmt)
-        adata.obs["truth"] = adata.obs["label"].astype(str)
-    else:
-        from scdsec.simulate import simulate_counts
-
-        k, sep, prop = SIMS[name]
-        adata = simulate_counts(3000, 2000, k, seed=0, separation=sep, proportions=prop)
-        adata.obs["truth"] = adata.obs["cell_type"].astype(str)
-    if adata.n_obs > MAX_CELLS:
-        idx = np.random.default_rng(0).choice(adata.n_obs, SUBSAMPLE, replace=False)
-        adata = adata[np.sort(idx)].copy()
+    adata, _ = labelled_counts(name)
     adata = prepare(adata)
     adata.write_h5ad(path)
     return adata
