@@ -41,9 +41,8 @@ def estimate_n_clusters(
 
     The number of Leiden communities (Traag et al. 2019, igraph's implementation) of the
     workflow's kNN graph (``obsp['knn']``, 50 neighbours by default) at ``resolution``
-    (default 0.5), at least 2. The counts at half and twice the
-    resolution are logged beside it as a warning, to show how much K depends on the
-    granularity asked for.
+    (default 0.5), at least 2. The counts at half and twice the resolution are logged beside
+    it as a warning, to show how much K depends on the granularity asked for.
 
     How far it is from the annotated K, and why no rule of this kind gets within 20% of it on
     every dataset: ``docs/method.md`` §7 (on the seven labelled datasets of ``../shared/data``
