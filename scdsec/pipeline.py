@@ -65,8 +65,9 @@ def cluster_sizes(labels) -> str:
 
 
 def write_params(path: PathLike, params: Mapping) -> None:
-    """Write the settings a run's result depends on as YAML (atomically): the workflow's
-    ``params.yaml`` beside each run, whose folder name carries their hash."""
+    """Write the settings a result depends on as YAML (atomically): the workflow's
+    ``params.yaml`` beside each run and the ``.yaml`` beside each preprocessing file, whose
+    names carry their hash."""
     import yaml
 
     with atomic_path(path) as tmp:

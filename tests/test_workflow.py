@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,9 @@ from conftest import ROOT
 from env_imports import assert_envs_hold_recorded_imports, recording_env
 from workflow_helpers import (
     SNAKEMAKE,
+    only_file,
     planned_jobs,
+    planned_path,
     planned_run_folder,
     snakemake,
     write_config,
@@ -75,6 +78,31 @@ def test_default_config_dry_run_lists_the_four_steps(tmp_path):
     jobs = planned_jobs(tmp_path)
     for rule in ("download", "qc", "normalize", "graph"):
         assert jobs[rule] == 1
+
+
+def test_preprocessing_files_are_named_by_their_settings(tmp_path):
+    """Each preprocessing file carries a hash of its settings and of the steps' before it: a
+    QC setting renames all three, a graph setting the graph's alone; asking for a file of
+    other settings is refused naming the config's."""
+    write_config(tmp_path, TINY)
+
+    def planned() -> set[str]:
+        text = snakemake(tmp_path, "-n", "--until", "graph").stdout
+        return set(re.findall(r"results/demo/preprocess/\w+\.h5ad", text))
+
+    first = planned()
+    assert {re.sub(r"_[0-9a-f]{8}\.", ".", f).rsplit("/", 1)[1] for f in first} == {
+        "qc.h5ad",
+        "normalized_t100.h5ad",
+        "graph_t100_k10.h5ad",
+    }
+    write_config(tmp_path, {**TINY, "graph": {**TINY["graph"], "n_pcs": 8}})
+    assert len(planned() - first) == 1 and "graph_t100_k10_" in (planned() - first).pop()
+    write_config(tmp_path, {**TINY, "qc": {"min_genes": 5}})
+    assert not planned() & first
+    proc = snakemake(tmp_path, "-n", "results/demo/preprocess/qc_00000000.h5ad", check=False)
+    assert proc.returncode != 0
+    assert "made with other qc settings than the config's" in proc.stdout + proc.stderr
 
 
 def test_config_values_from_the_command_line_are_read_as_the_schema_asks(tmp_path):
@@ -167,30 +195,31 @@ def test_too_few_cells_stop_the_workflow_in_one_line_naming_the_key(tmp_path):
     stops the graph step the same way (naming the sweep's key for a sensitivity K)."""
     config = yaml.safe_load(yaml.safe_dump(FEW_CELLS))
     write_config(tmp_path, config)
-    qc_log = tmp_path / "logs/few/qc.log"
-    line = failed_step_line(snakemake(tmp_path, check=False), qc_log)
+    proc = snakemake(tmp_path, check=False)
+    qc_log = only_file(tmp_path, "logs/few/qc_*.log")
+    line = failed_step_line(proc, qc_log)
     assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    assert not (tmp_path / "results/few/preprocess/qc.h5ad").exists()
+    assert not list(tmp_path.glob("results/few/preprocess/qc_*"))
 
     config["graph"] = {"n_neighbors": 10}
     config["datasets"]["few"]["n_clusters"] = 41
     write_config(tmp_path, config)
     qc_log.unlink()
-    line = failed_step_line(
-        snakemake(tmp_path, "results/few/preprocess/qc.h5ad", check=False), qc_log
-    )
+    line = failed_step_line(snakemake(tmp_path, "--until", "qc", check=False), qc_log)
     assert "dataset few: 40 cells after QC" in line and "datasets.few.n_clusters = 41" in line
 
     config["datasets"]["few"]["n_clusters"] = 3
     write_config(tmp_path, config)
-    snakemake(tmp_path, "results/few/preprocess/qc.h5ad")
+    snakemake(tmp_path, "--until", "qc")
     config["graph"]["n_neighbors"] = 50
     write_config(tmp_path, config)
-    targets = [f"results/few/preprocess/graph_t100_k{k}.h5ad" for k in (50, 45)]
+    pattern = r"results/few/preprocess/graph_t100_k50_\w+\.h5ad"
+    graph = planned_path(tmp_path, pattern, "--until", "graph")
+    targets = [graph, graph.replace("_k50_", "_k45_")]
     proc = snakemake(tmp_path, "--keep-going", *targets, check=False)
-    line = failed_step_line(proc, tmp_path / "logs/few/graph_t100_k50.log")
+    line = failed_step_line(proc, only_file(tmp_path, "logs/few/graph_t100_k50_*.log"))
     assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    line = failed_step_line(proc, tmp_path / "logs/few/graph_t100_k45.log")
+    line = failed_step_line(proc, only_file(tmp_path, "logs/few/graph_t100_k45_*.log"))
     assert "40 cells after QC" in line and "experiments.sensitivity.k = 45" in line
 
 
@@ -204,15 +233,19 @@ def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
         "datasets": {"tiny": {"source": str(path), "labels": "cell_type", "n_clusters": 3}},
     }
     write_config(tmp_path, config)
-    line = failed_step_line(snakemake(tmp_path, check=False), tmp_path / "logs/tiny/qc.log")
+    proc = snakemake(tmp_path, check=False)
+    line = failed_step_line(proc, only_file(tmp_path, "logs/tiny/qc_*.log"))
     assert "dataset tiny: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    assert not (tmp_path / "results/tiny/preprocess/qc.h5ad").exists()
+    assert not list(tmp_path.glob("results/tiny/preprocess/qc_*"))
 
 
 @pytest.mark.slow
 def test_demo_runs_through_graph_and_a_changed_graph_parameter_reruns_only_the_graph(demo_run):
-    target = "results/demo/preprocess/graph_t100_k10.h5ad"
-    graph = ad.read_h5ad(demo_run / target)
+    """The preprocessing files of the demo, each named by t, K and a hash of its settings; a
+    changed graph setting makes a graph file beside the first (nothing upstream reruns), and
+    going back finds the first one and the run trained on it up to date."""
+    graph_path = only_file(demo_run, "results/demo/preprocess/graph_t100_k10_*.h5ad")
+    graph = ad.read_h5ad(graph_path)
     assert graph.n_obs == 300 and graph.n_vars == 100
     assert graph.obsp["knn"].shape == (300, 300)
     assert set(graph.obs["label"].unique()) == {"type1", "type2", "type3"}
@@ -220,18 +253,27 @@ def test_demo_runs_through_graph_and_a_changed_graph_parameter_reruns_only_the_g
     assert {"download", "qc", "normalize", "graph"} <= set(steps)
     assert steps["graph"]["params"]["n_neighbors"] == 10
     assert "scanpy" in steps["graph"]["versions"]
-    for step in ("download", "qc", "normalize_t100", "graph_t100_k10"):
-        assert (demo_run / f"logs/demo/{step}.log").is_file()
+    settings = yaml.safe_load(graph_path.with_suffix(".yaml").read_text())
+    assert settings["graph"] == {"n_neighbors": 10, "n_pcs": 10, "method": "auto"}
+    assert settings["normalize"]["n_top_genes"] == 100 and "min_genes" in settings["qc"]
+    for step in ("download", "qc_*", "normalize_t100_*", "graph_t100_k10_*"):
+        only_file(demo_run, f"logs/demo/{step}.log")
 
     # Nothing left to do: the intermediate files are the cache.
-    assert planned_jobs(demo_run, target) == {}
+    assert planned_jobs(demo_run, "--until", "graph") == {}
 
-    # A changed graph parameter reruns the graph step and nothing upstream.
+    # A changed graph setting runs the graph step alone, into a file beside the first; back at
+    # the first setting nothing is left to do (the trained run is not outdated).
     write_config(demo_run, {**DEMO, "graph": {**DEMO["graph"], "n_pcs": 8}})
     try:
-        assert planned_jobs(demo_run, target) == {"graph": 1}
+        assert planned_jobs(demo_run, "--until", "graph") == {"graph": 1}
+        snakemake(demo_run, "--until", "graph")
     finally:
         write_config(demo_run, DEMO)
+    graphs = set(demo_run.glob("results/demo/preprocess/graph_t100_k10_*.h5ad"))
+    (other,) = graphs - {graph_path}
+    assert yaml.safe_load(other.with_suffix(".yaml").read_text())["graph"]["n_pcs"] == 8
+    assert planned_jobs(demo_run) == {}
 
 
 @pytest.mark.slow
@@ -288,18 +330,16 @@ def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
             },
         }
         write_config(tmp_path, config)
-        snakemake(
-            tmp_path, "results/web_csv/preprocess/qc.h5ad", "results/local_mtx/preprocess/qc.h5ad"
-        )
+        snakemake(tmp_path, "--until", "qc")
         # A wrong checksum stops the run and leaves no file behind.
         config["datasets"]["web_bad"] = {"source": url, "checksum": "sha256:" + "0" * 64}
         write_config(tmp_path, {**config, "run": ["web_bad"]})
         bad = snakemake(tmp_path, "resources/web_bad/counts.h5ad", check=False)
     finally:
         server.shutdown()
-    web = ad.read_h5ad(tmp_path / "results/web_csv/preprocess/qc.h5ad")
+    web = ad.read_h5ad(only_file(tmp_path, "results/web_csv/preprocess/qc_*.h5ad"))
     assert web.n_obs == 120 and list(web.obs["label"].cat.categories) == ["x", "y", "z"]
-    local = ad.read_h5ad(tmp_path / "results/local_mtx/preprocess/qc.h5ad")
+    local = ad.read_h5ad(only_file(tmp_path, "results/local_mtx/preprocess/qc_*.h5ad"))
     assert local.n_obs == 120 and "G0" in local.var_names
     assert not list((tmp_path / "resources" / "local_mtx").glob("download/*")), (
         "local data is not copied"
@@ -330,14 +370,14 @@ def test_real_dataset_graph(tmp_path, shared_data):
         },
     }
     write_config(tmp_path, config)
-    snakemake(tmp_path, "results/worm/preprocess/graph_t1000_k50.h5ad")
-    g = ad.read_h5ad(tmp_path / "results/worm/preprocess/graph_t1000_k50.h5ad")
+    snakemake(tmp_path, "--until", "graph")
+    g = ad.read_h5ad(only_file(tmp_path, "results/worm/preprocess/graph_t1000_k50_*.h5ad"))
     a = g.obsp["knn"]
     assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["label"].nunique() == 10
     assert (a != a.T).nnz == 0 and np.diff(a.indptr).min() >= 50
     assert a.nnz < 0.05 * a.shape[0] ** 2
     seconds = float(
-        (tmp_path / "results/worm/benchmarks/graph_t1000_k50.tsv")
+        only_file(tmp_path, "results/worm/benchmarks/graph_t1000_k50_*.tsv")
         .read_text()
         .splitlines()[1]
         .split()[0]
@@ -459,18 +499,17 @@ def test_every_bad_input_stops_its_dataset_in_one_line_and_loses_nothing(tmp_pat
     workdir.mkdir()
     write_config(workdir, config)
     before = {name: digest(Path(entry["source"])) for name, entry in datasets.items()}
-    targets = [f"results/{name}/preprocess/qc.h5ad" for name in datasets]
-    proc = snakemake(workdir, "--keep-going", *targets, check=False)
+    proc = snakemake(workdir, "--keep-going", "--until", "qc", check=False)
     expected = {name: b.expected for name, b in bad.items()}
     expected["checksum"] = ("whole.h5ad", "checksum mismatch")
     # QC names the dataset (its file was read in the download step), not the file
     expected["all_genes_filtered"] = ("dataset all_genes_filtered", "qc.min_cells_fraction")
     for name, fragments in expected.items():
         step = "qc" if name == "all_genes_filtered" else "download"
-        line = failed_step_line(proc, workdir / f"logs/{name}/{step}.log")
+        line = failed_step_line(proc, only_file(workdir, f"logs/{name}/{step}*.log"))
         for fragment in fragments:
             assert fragment in line, (name, line)
-        assert not (workdir / f"results/{name}/preprocess/qc.h5ad").exists()
+        assert not list(workdir.glob(f"results/{name}/preprocess/qc_*"))
         if step == "download":
             assert not (workdir / f"resources/{name}/counts.h5ad").exists()
         assert digest(Path(datasets[name]["source"])) == before[name]
@@ -545,14 +584,13 @@ def test_a_local_source_reruns_on_new_content_not_on_a_new_mtime(tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
     write_config(workdir, config)
-    target = "results/mine/preprocess/qc.h5ad"
-    snakemake(workdir, target)
-    assert planned_jobs(workdir, target) == {}
+    snakemake(workdir, "--until", "qc")
+    assert planned_jobs(workdir, "--until", "qc") == {}
     later = source.stat().st_mtime + 3600
     os.utime(source, (later, later))
-    assert planned_jobs(workdir, target) == {}
+    assert planned_jobs(workdir, "--until", "qc") == {}
     simulate_counts(200, 150, 3, seed=2).write_h5ad(source)
-    assert planned_jobs(workdir, target) == {"download": 1, "qc": 1}
+    assert planned_jobs(workdir, "--until", "qc") == {"download": 1, "qc": 1}
 
 
 @pytest.mark.slow
@@ -581,8 +619,7 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
         "normalize": {"flavor": "cell_ranger", "n_top_genes": 200},
     }
     write_config(tmp_path, config)
-    targets = [f"results/{name}/preprocess/normalized_t200.h5ad" for name in datasets]
-    snakemake(tmp_path, *targets)
+    snakemake(tmp_path, "--until", "normalize")
     cells = {"features7": 300, "layer": 300, "rows": 400, "partly": 300}
     for name, n_cells in cells.items():
         assert ad.read_h5ad(tmp_path / f"resources/{name}/counts.h5ad").n_obs == n_cells

@@ -42,12 +42,26 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return jobs
 
 
+def planned_path(workdir: Path, pattern: str, *args: str) -> str:
+    """The one path matching the regular expression ``pattern`` in a forced dry run of
+    ``args`` (relative path)."""
+    text = snakemake(workdir, "-n", "--forceall", *args).stdout
+    found = set(re.findall(pattern, text))
+    assert len(found) == 1, (pattern, found)
+    return found.pop()
+
+
 def planned_run_folder(workdir: Path, target: str, method: str = "scdsec", seed: int = 0) -> str:
     """The run folder of ``method`` that a dry run of ``target`` plans (relative path)."""
-    text = snakemake(workdir, "-n", "--forceall", target).stdout
-    found = set(re.findall(rf"results/\w+/{re.escape(method)}/[\w.]+/seed{seed}", text))
-    assert len(found) == 1, found
-    return found.pop()
+    return planned_path(workdir, rf"results/\w+/{re.escape(method)}/[\w.]+/seed{seed}", target)
+
+
+def only_file(folder: Path, pattern: str) -> Path:
+    """The one file under ``folder`` matching the glob ``pattern``: preprocessing files and
+    their logs carry a hash of their settings in the name (``qc_<hash>.h5ad``)."""
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, (pattern, found)
+    return found[0]
 
 
 def write_config(workdir: Path, config: dict) -> Path:

@@ -2,7 +2,7 @@ rule baseline:
     """scanpy's standard pipeline on the QC'd counts, then Leiden (resolution 1 or searched to give
     the true K) or k-means on its 50 PCs: the methods leiden, leiden_k, kmeans_pca."""
     input:
-        counts="results/{dataset}/preprocess/qc.h5ad",
+        counts=qc_file(),
         graph=baseline_graph,
     output:
         h5ad=f"{RUN_DIR}/{{method}}.h5ad",
@@ -32,7 +32,7 @@ rule scvi:
     optional methods scvi_leiden, scvi_kmeans. Without scvi-tools the job still succeeds and its
     result says that the method is missing and why."""
     input:
-        counts="results/{dataset}/preprocess/qc.h5ad",
+        counts=qc_file(),
         graph=baseline_graph,
     output:
         h5ad=f"{RUN_DIR}/{{method}}.h5ad",

@@ -107,6 +107,7 @@ wildcard_constraints:
     seed=r"\d+",
     t=r"\d+",
     k=r"\d+",
+    hash="[0-9a-f]{8}",
     method=xp.METHOD_REGEX,
 
 
@@ -132,8 +133,65 @@ def source_content(wildcards):
     return download.content_digest(path, cache="resources/source_digests.json") if path else None
 
 
+# ---------------------------------------------------------------- preprocessing files
+# Each preprocessing file is named by what it depends on beyond the dataset: t and K in clear,
+# and {hash}, a hash of every other setting of its step and of the steps before it (listed in
+# the .yaml beside it) — so that changing a setting and changing it back finds the first files
+# again, and the runs trained on them stay up to date (as run folders do, below).
+
+def settings_hash(settings):
+    """First 8 hex digits of the SHA-1 of ``settings`` as sorted JSON."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def preprocess_settings(step):
+    """Every setting the file of ``step`` (qc, normalize or graph) depends on beyond the
+    dataset, t and K: its own and those of the steps before it."""
+    settings = {"qc": config["qc"]}
+    if step in ("normalize", "graph"):
+        settings["normalize"] = {k: v for k, v in config["normalize"].items() if k != "n_top_genes"}
+    if step == "graph":
+        settings["graph"] = {k: v for k, v in config["graph"].items() if k != "n_neighbors"}
+    return settings
+
+
+def preprocess_hash(step):
+    return settings_hash(preprocess_settings(step))
+
+
+def qc_file():
+    return f"results/{{dataset}}/preprocess/qc_{preprocess_hash('qc')}.h5ad"
+
+
+def normalized_file(t):
+    return f"results/{{dataset}}/preprocess/normalized_t{t}_{preprocess_hash('normalize')}.h5ad"
+
+
 def graph_file(t, k):
-    return f"results/{{dataset}}/preprocess/graph_t{t}_k{k}.h5ad"
+    return f"results/{{dataset}}/preprocess/graph_t{t}_k{k}_{preprocess_hash('graph')}.h5ad"
+
+
+def checked_preprocess_settings(step):
+    """A params function: every setting of ``step``'s file, t and K included (the steps' keyword
+    arguments, and the .yaml beside the file), after checking that the file asked for is named
+    by the current config's hash (a file of other settings cannot be made again from it)."""
+
+    def settings(wildcards):
+        expected = preprocess_hash(step)
+        if wildcards.hash != expected:
+            raise ValueError(
+                f"results/{wildcards.dataset}/preprocess/ files named {wildcards.hash} were made "
+                f"with other {step} settings than the config's ({expected}); ask for those instead"
+            )
+        found = preprocess_settings(step)
+        if "normalize" in found:
+            found["normalize"] = {**found["normalize"], "n_top_genes": int(wildcards.t)}
+        if "graph" in found:
+            found["graph"] = {**found["graph"], "n_neighbors": int(wildcards.k)}
+        return found
+
+    return settings
 
 
 # ---------------------------------------------------------------- methods, evaluation, experiments
@@ -181,9 +239,7 @@ def run_config(dataset, method):
 
 def run_params(dataset, method):
     """The {params} part of a run's folder (see RUN_DIR)."""
-    digest = hashlib.sha1(
-        json.dumps(run_config(dataset, method), sort_keys=True, default=str).encode()
-    ).hexdigest()[:8]
+    digest = settings_hash(run_config(dataset, method))
     if xp.is_deep(method):
         spec = xp.deep_spec(method, t=T, k=K)
         return f"t{spec.t}_k{spec.k}_{digest}"
@@ -255,8 +311,8 @@ def preprocess_benchmarks(dataset, method):
         return []
     spec = xp.deep_spec(method, t=T, k=K)
     return [
-        f"results/{dataset}/benchmarks/normalize_t{spec.t}.tsv",
-        f"results/{dataset}/benchmarks/graph_t{spec.t}_k{spec.k}.tsv",
+        f"results/{dataset}/benchmarks/normalize_t{spec.t}_{preprocess_hash('normalize')}.tsv",
+        f"results/{dataset}/benchmarks/graph_t{spec.t}_k{spec.k}_{preprocess_hash('graph')}.tsv",
     ]
 
 
@@ -302,7 +358,8 @@ def ablation_entries(wildcards=None):
 
 def n_genes_after_qc(dataset):
     """Genes left after QC (from the `count_genes` checkpoint): the cap of the t sweep."""
-    with open(checkpoints.count_genes.get(dataset=dataset).output[0]) as fh:
+    job = checkpoints.count_genes.get(dataset=dataset, hash=preprocess_hash("qc"))
+    with open(job.output[0]) as fh:
         return int(fh.read().split()[0])
 
 
@@ -351,11 +408,12 @@ def scalability_entries():
         bench = f"results/{dataset}/benchmarks"
         steps = [{"method": "data", "step": "download", "benchmark": f"{bench}/download.tsv"}]
         for method in config["methods"]:
-            own = [{"step": "qc", "benchmark": f"{bench}/qc.tsv"}]
+            own = [{"step": "qc", "benchmark": f"{bench}/qc_{preprocess_hash('qc')}.tsv"}]
             if method == "scdsec":
+                normalize, graph = preprocess_benchmarks(dataset, method)
                 own += [
-                    {"step": "normalize", "benchmark": f"{bench}/normalize_t{T}.tsv"},
-                    {"step": "graph", "benchmark": f"{bench}/graph_t{T}_k{K}.tsv"},
+                    {"step": "normalize", "benchmark": normalize},
+                    {"step": "graph", "benchmark": graph},
                 ]
             own.append(
                 {"step": "train", "benchmark": method_benchmark(dataset, method, seed)}

@@ -66,11 +66,11 @@ rule ablation_scores:
 checkpoint count_genes:
     """The number of genes left after QC: the t sweep is capped at it."""
     input:
-        "results/{dataset}/preprocess/qc.h5ad",
+        "results/{dataset}/preprocess/qc_{hash}.h5ad",
     output:
-        "results/{dataset}/preprocess/n_genes.txt",
+        "results/{dataset}/preprocess/n_genes_{hash}.txt",
     log:
-        "logs/{dataset}/count_genes.log",
+        "logs/{dataset}/count_genes_{hash}.log",
     conda:
         "../../envs/count_genes.yaml"
     script:

@@ -1,18 +1,17 @@
 rule graph:
     """PCA and the symmetrised Euclidean kNN graph (docs/method.md §2)."""
     input:
-        "results/{dataset}/preprocess/normalized_t{t}.h5ad",
+        normalized_file("{t}"),
     output:
-        "results/{dataset}/preprocess/graph_t{t}_k{k}.h5ad",
+        h5ad="results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.h5ad",
+        settings="results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.yaml",
     params:
-        n_neighbors=lambda wildcards: int(wildcards.k),
-        n_pcs=config["graph"]["n_pcs"],
-        method=config["graph"]["method"],
+        settings=checked_preprocess_settings("graph"),
     threads: 2
     log:
-        "logs/{dataset}/graph_t{t}_k{k}.log",
+        "logs/{dataset}/graph_t{t}_k{k}_{hash}.log",
     benchmark:
-        "results/{dataset}/benchmarks/graph_t{t}_k{k}.tsv"
+        "results/{dataset}/benchmarks/graph_t{t}_k{k}_{hash}.tsv"
     conda:
         "../../envs/graph.yaml"
     script:

@@ -3,13 +3,14 @@ rule qc:
     input:
         "resources/{dataset}/counts.h5ad",
     output:
-        "results/{dataset}/preprocess/qc.h5ad",
+        h5ad="results/{dataset}/preprocess/qc_{hash}.h5ad",
+        settings="results/{dataset}/preprocess/qc_{hash}.yaml",
     params:
-        qc=config["qc"],
+        settings=checked_preprocess_settings("qc"),
     log:
-        "logs/{dataset}/qc.log",
+        "logs/{dataset}/qc_{hash}.log",
     benchmark:
-        "results/{dataset}/benchmarks/qc.tsv"
+        "results/{dataset}/benchmarks/qc_{hash}.tsv"
     conda:
         "../../envs/qc.yaml"
     script:
@@ -19,17 +20,16 @@ rule qc:
 rule normalize:
     """Size factors, log1p, top-t highly variable genes, scaled network input (docs/method.md §1.2–5)."""
     input:
-        "results/{dataset}/preprocess/qc.h5ad",
+        qc_file(),
     output:
-        "results/{dataset}/preprocess/normalized_t{t}.h5ad",
+        h5ad="results/{dataset}/preprocess/normalized_t{t}_{hash}.h5ad",
+        settings="results/{dataset}/preprocess/normalized_t{t}_{hash}.yaml",
     params:
-        n_top_genes=lambda wildcards: int(wildcards.t),
-        flavor=config["normalize"]["flavor"],
-        clip=config["normalize"]["clip"],
+        settings=checked_preprocess_settings("normalize"),
     log:
-        "logs/{dataset}/normalize_t{t}.log",
+        "logs/{dataset}/normalize_t{t}_{hash}.log",
     benchmark:
-        "results/{dataset}/benchmarks/normalize_t{t}.tsv"
+        "results/{dataset}/benchmarks/normalize_t{t}_{hash}.tsv"
     conda:
         "../../envs/normalize.yaml"
     script:

@@ -5,21 +5,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
-from scdsec.pipeline import graph_step, step_log
+from scdsec.pipeline import graph_step, step_log, write_params
 
 # The setting K came from, for the message when the cells are too few.
-k = snakemake.params.n_neighbors
+settings = snakemake.params.settings
 key = (
     "graph.n_neighbors"
-    if k == snakemake.config["graph"]["n_neighbors"]
+    if settings["graph"]["n_neighbors"] == snakemake.config["graph"]["n_neighbors"]
     else "experiments.sensitivity.k"
 )
 
 with step_log(snakemake.log[0], threads=snakemake.threads):
     graph_step(
         snakemake.input[0],
-        snakemake.output[0],
-        **dict(snakemake.params.items()),
+        snakemake.output.h5ad,
+        **settings["graph"],
         neighbors_key=key,
         n_jobs=snakemake.threads,
     )
+    write_params(snakemake.output.settings, settings)
