@@ -231,20 +231,51 @@ def plot_loss_curves(history: pd.DataFrame, path: PathLike, *, context: str | No
 # ---------------------------------------------------------------------------- embeddings
 
 
-def _umap(data: np.ndarray, seed: int) -> np.ndarray:
-    """2-D UMAP of ``data`` (cells × dimensions) by scanpy: its kNN graph (15 neighbours,
-    pynndescent) then ``sc.tl.umap``, both seeded. A few cells are placed on a line."""
-    import anndata as ad
-    import scanpy as sc
+#: Neighbours of each cell in the figure's kNN graphs, and epochs of the layout (umap-learn's
+#: defaults: 15 neighbours; 200 epochs, its number above 10,000 cells).
+UMAP_NEIGHBORS = 15
+UMAP_EPOCHS = 200
 
+
+def _umap(data: np.ndarray, seed: int) -> np.ndarray:
+    """2-D UMAP (McInnes et al. 2018) of ``data`` (cells × dimensions), shape (cells, 2).
+
+    igraph's ``Graph.layout_umap`` (compiled C: no JIT compile in each figure job, unlike
+    umap-learn's numba, which cost ~12 s a job) on the exact Euclidean kNN graph of
+    :data:`UMAP_NEIGHBORS` neighbours (scikit-learn) with its distances, ``min_dist`` 0.5 (as
+    ``sc.tl.umap``), :data:`UMAP_EPOCHS` epochs, started from the first two principal
+    components; igraph draws from ``random.Random(seed)``, so a seed gives the same map. A few
+    cells are placed on a line.
+    """
+    import random
+
+    import igraph
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    data = np.asarray(data, dtype=np.float32)
     n = data.shape[0]
     if n < 4:
         return np.column_stack([np.arange(n, dtype=float), np.zeros(n)])
-    space = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(n)]))
-    space.obsm["X_space"] = np.asarray(data, dtype=np.float32)
-    sc.pp.neighbors(space, use_rep="X_space", n_neighbors=min(15, n - 1), random_state=seed)
-    sc.tl.umap(space, random_state=seed)
-    return np.asarray(space.obsm["X_umap"])
+    k = min(UMAP_NEIGHBORS, n - 1)
+    distances, neighbors = NearestNeighbors(n_neighbors=k + 1).fit(data).kneighbors(data)
+    distances, neighbors = distances[:, 1:], neighbors[:, 1:]  # not the cell itself
+    graph = igraph.Graph(
+        n=n, edges=np.column_stack([np.repeat(np.arange(n), k), neighbors.ravel()]), directed=True
+    )
+    start = PCA(n_components=2, random_state=seed).fit_transform(data)
+    start *= 10 / max(float(np.abs(start).max()), 1e-12)
+    igraph.set_random_number_generator(random.Random(seed))
+    try:
+        layout = graph.layout_umap(
+            dist=distances.ravel().tolist(),
+            min_dist=0.5,
+            epochs=UMAP_EPOCHS,
+            seed=start.tolist(),
+        )
+    finally:
+        igraph.set_random_number_generator(random)
+    return np.asarray(layout.coords, dtype=float)
 
 
 def _expression_pcs(adata: ad.AnnData, seed: int, n_pcs: int = 50) -> tuple[np.ndarray, str]:
@@ -382,9 +413,9 @@ def plot_embeddings(
     """The paper's Fig. 6, with UMAP for its t-SNE: the normalised expression vs the scDSEC
     embedding.
 
-    A 2 × 2 grid — columns: UMAP (McInnes et al. 2018, by scanpy on a seeded 15-neighbour kNN
-    graph of each space; about 3× quicker than scikit-learn's t-SNE on 3,000 cells,
-    ``benchmarks/embedding_figure.py``) of the expression (``obsm['X_pca']`` when present,
+    A 2 × 2 grid — columns: UMAP (McInnes et al. 2018, by igraph on the 15-neighbour kNN
+    graph of each space, :func:`_umap`; ``benchmarks/embedding_figure.py`` measures it against
+    scanpy's UMAP and scikit-learn's t-SNE) of the expression (``obsm['X_pca']`` when present,
     else a PCA of ``X``, the log-normalised expression) and of the embedding ``obsm['X_' + key]``;
     rows: cells coloured by true type (``obs['label']``) and by cluster (``obs[key]``). Without
     true labels only the cluster row (1 × 2). Each cluster is drawn in the colour of the true

@@ -138,6 +138,22 @@ def test_embeddings_grid_with_and_without_true_labels(clustered, tmp_path, monke
     assert "60 of 90 cells" in fig.get_suptitle()
 
 
+def test_umap_keeps_groups_apart_and_a_seed_gives_the_same_map():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(4), 150)
+    data = rng.normal(size=(600, 10)) + 8 * np.eye(4, 10)[groups]
+    xy = plotting._umap(data, seed=3)
+    assert xy.shape == (600, 2) and np.isfinite(xy).all()
+    # each cell's nearest cells on the map are of its group
+    knn = KNeighborsClassifier(n_neighbors=6).fit(xy, groups)
+    assert (knn.predict(xy) == groups).mean() > 0.98
+    assert np.array_equal(plotting._umap(data, seed=3), xy)
+    assert not np.allclose(plotting._umap(data, seed=4), xy)
+    assert plotting._umap(data[:3], seed=0).shape == (3, 2)
+
+
 def test_embeddings_need_the_clustering(clustered):
     with pytest.raises(InputError, match="X_other"):
         plotting.embeddings_figure(clustered, key="other")
