@@ -231,10 +231,11 @@ def plot_loss_curves(history: pd.DataFrame, path: PathLike, *, context: str | No
 # ---------------------------------------------------------------------------- embeddings
 
 
-#: Neighbours of each cell in the figure's kNN graphs, and epochs of the layout (umap-learn's
-#: defaults: 15 neighbours; 200 epochs, its number above 10,000 cells).
+#: Neighbours of each cell in the figure's kNN graphs (umap-learn's default), and epochs of the
+#: layout, whose time grows with cells × epochs: 100 (umap-learn takes 200 above 10,000
+#: cells) drew the demo's groups as 200 did in 60 % of the time (docs/scale.md).
 UMAP_NEIGHBORS = 15
-UMAP_EPOCHS = 200
+UMAP_EPOCHS = 100
 
 
 def _umap(data: np.ndarray, seed: int) -> np.ndarray:
