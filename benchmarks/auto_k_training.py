@@ -93,7 +93,8 @@ def summarise():
         f"From {OUT.name} (benchmarks/auto_k_training.py) and, for the resolutions, "
         f"{GRAPH_SCREEN.name} (benchmarks/auto_k.py; Leiden of the 50-NN graph at 17 "
         "resolutions from 0.1 to 3.0, the counts' mean over 3 seeds). "
-        f"Machine: {os.cpu_count()} CPUs, 1 thread per run, two runs side by side.",
+        f"Machine: {os.cpu_count()} CPUs, 1 thread per run (each row of the TSV gives its load "
+        "average).",
         "",
         table.to_markdown(index=False),
         "",
