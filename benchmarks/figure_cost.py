@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "benchmarks" / "figure_cost.yaml"
 RULES = ("download", "qc", "normalize", "graph", "train", "plot_embeddings")
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     snakemake = Path(sys.executable).with_name("snakemake")
     command = [str(snakemake), "-s", str(ROOT / "Snakefile"), "--cores", str(args.cores)]
-    command += ["--configfile", str(ROOT / "benchmarks" / "figure_cost.yaml")]
+    command += ["--configfile", str(CONFIG)]
     command += ["--until", "plot_embeddings", "--set-threads"]
     command += [f"{rule}={args.cores}" for rule in RULES]
     subprocess.run(command, cwd=work, check=True)
@@ -51,9 +52,10 @@ def main() -> None:
         return pd.read_csv(path, sep="\t").iloc[0]
 
     import anndata as ad
+    import yaml
 
     rows = []
-    for dataset in ("demo", "sim10k", "sim20k"):
+    for dataset in yaml.safe_load(CONFIG.read_text())["run"]:
         train = benchmark(f"results/{dataset}/benchmarks/scdsec_*_seed0.tsv")
         figure = benchmark(f"results/{dataset}/benchmarks/plot_embeddings/scdsec_*_seed0.tsv")
         (h5ad,) = work.glob(f"results/{dataset}/scdsec/*/seed0/scdsec.h5ad")
