@@ -26,9 +26,7 @@ from workflow_helpers import (
 
 def run_folder(workdir: Path, method: str = "scdsec", seed: int = 0, dataset: str = "demo") -> Path:
     """The one run folder results/{dataset}/{method}/{params}/seed{seed} in ``workdir``."""
-    found = sorted((workdir / "results" / dataset / method).glob(f"*/seed{seed}"))
-    assert len(found) == 1, found
-    return found[0]
+    return only_file(workdir / "results" / dataset / method, f"*/seed{seed}")
 
 
 TINY = {

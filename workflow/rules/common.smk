@@ -160,16 +160,27 @@ def preprocess_hash(step):
     return settings_hash(preprocess_settings(step))
 
 
+#: The preprocessing files as the rules make them ({hash}: :func:`preprocess_hash` of the step).
+QC_FILE = "results/{dataset}/preprocess/qc_{hash}.h5ad"
+NORMALIZED_FILE = "results/{dataset}/preprocess/normalized_t{t}_{hash}.h5ad"
+GRAPH_FILE = "results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.h5ad"
+
+
 def qc_file():
-    return f"results/{{dataset}}/preprocess/qc_{preprocess_hash('qc')}.h5ad"
+    """The config's QC file ({dataset} left as a wildcard)."""
+    return QC_FILE.replace("{hash}", preprocess_hash("qc"))
 
 
 def normalized_file(t):
-    return f"results/{{dataset}}/preprocess/normalized_t{t}_{preprocess_hash('normalize')}.h5ad"
+    return NORMALIZED_FILE.replace("{t}", str(t)).replace("{hash}", preprocess_hash("normalize"))
 
 
 def graph_file(t, k):
-    return f"results/{{dataset}}/preprocess/graph_t{t}_k{k}_{preprocess_hash('graph')}.h5ad"
+    return (
+        GRAPH_FILE.replace("{t}", str(t))
+        .replace("{k}", str(k))
+        .replace("{hash}", preprocess_hash("graph"))
+    )
 
 
 def checked_preprocess_settings(step):

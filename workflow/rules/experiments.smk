@@ -66,7 +66,7 @@ rule ablation_scores:
 checkpoint count_genes:
     """The number of genes left after QC: the t sweep is capped at it."""
     input:
-        "results/{dataset}/preprocess/qc_{hash}.h5ad",
+        QC_FILE,
     output:
         "results/{dataset}/preprocess/n_genes_{hash}.txt",
     log:

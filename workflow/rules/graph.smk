@@ -3,7 +3,7 @@ rule graph:
     input:
         normalized_file("{t}"),
     output:
-        h5ad="results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.h5ad",
+        h5ad=GRAPH_FILE,
         settings="results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.yaml",
     params:
         settings=checked_preprocess_settings("graph"),

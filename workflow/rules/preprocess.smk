@@ -3,7 +3,7 @@ rule qc:
     input:
         "resources/{dataset}/counts.h5ad",
     output:
-        h5ad="results/{dataset}/preprocess/qc_{hash}.h5ad",
+        h5ad=QC_FILE,
         settings="results/{dataset}/preprocess/qc_{hash}.yaml",
     params:
         settings=checked_preprocess_settings("qc"),
@@ -22,7 +22,7 @@ rule normalize:
     input:
         qc_file(),
     output:
-        h5ad="results/{dataset}/preprocess/normalized_t{t}_{hash}.h5ad",
+        h5ad=NORMALIZED_FILE,
         settings="results/{dataset}/preprocess/normalized_t{t}_{hash}.yaml",
     params:
         settings=checked_preprocess_settings("normalize"),
