@@ -231,7 +231,13 @@ class SCDSEC:
             )
             saver = TrainingCheckpoint(checkpoint, checkpoint_every, run)
         rows = _training.fit(
-            self.module, batches, tp, seed=self.seed, generator=generator, checkpoint=saver
+            self.module,
+            batches,
+            tp,
+            seed=self.seed,
+            generator=generator,
+            n_clusters=self.n_clusters,
+            checkpoint=saver,
         )
         self.is_trained = True
         if saver is not None and saver.resumed is not None:

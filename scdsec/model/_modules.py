@@ -165,9 +165,17 @@ class StudentTAssignment(nn.Module):
         self.centers = nn.Parameter(torch.zeros(n_clusters, latent_dim))
 
     def set_centers(self, centers: torch.Tensor) -> None:
-        """Overwrite the centres (K × latent) without recording a gradient."""
+        """Overwrite the centres (M × latent) without recording a gradient.
+
+        M may differ from the current number: the clustering stage starts from more centres
+        than clusters and merges them (``scdsec.model._merge``). The parameter object stays
+        the same; an optimiser's state for it must then be reset by the caller.
+        """
         with torch.no_grad():
-            self.centers.copy_(centers)
+            if centers.shape == self.centers.shape:
+                self.centers.copy_(centers)
+            else:
+                self.centers.data = centers.detach().clone().to(self.centers.device)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Soft assignment ``Q`` (N × K) of the embeddings ``z`` (N × latent)."""

@@ -20,6 +20,7 @@ GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
 CenterInit = Literal["embedding", "pca", "both"]
 BatchSize = int | Literal["auto", "full"]
+MergeCriterion = Literal["connectivity", "separation"]
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,25 @@ class TrainParams:
     # With center_init "both": the PCA block's share of the total variance of the space k-means
     # runs on (0 is "embedding"'s partition, 1 "pca"'s). 0.5 weighs the two blocks equally.
     center_init_pca_share: float = 0.5
+    # Centres at the start of joint training, as a multiple of the clusters wanted: k-means
+    # (as center_init says) starts round(overcluster · K) centres, and merge_rounds rounds of
+    # merges join them back to K (docs/method.md §5, scdsec/model/_merge.py). 1 starts with K
+    # centres and never merges (DEC's and the paper's clustering stage).
+    overcluster: float = 1.0
+    # Which pair of clusters a merge joins: "connectivity" — the most kNN edges between them
+    # relative to chance (PAGA's ratio); "separation" — the closest centres in Z relative to
+    # the clusters' spreads (scAce's rule). Used when overcluster > 1 or n_clusters is auto.
+    merge_criterion: MergeCriterion = "connectivity"
+    # Rounds of merges; a round comes every merge_interval joint epochs (the first after
+    # merge_interval epochs), each round joining an equal share of the surplus centres, so the
+    # joint objective refines the clusters between merges and after the last round.
+    merge_rounds: int = 4
+    # Joint epochs between two rounds of merges.
+    merge_interval: int = 5
+    # With n_clusters auto: a round merges only pairs at least this alike (the criterion's
+    # scale: kNN edges over chance for "connectivity", minus centre distance over spreads for
+    # "separation"), so merging stops where the clusters left are distinct.
+    merge_threshold: float = 0.5
     # Cells per training step: "auto" — all cells in one batch up to 20,000 cells (the full
     # batch's memory grows with the cells: 2.0 GiB at 10,000, 6.8 GiB at 50,000), mini-batches
     # of 8,192 above; "full" — always one batch; an integer — mini-batches of about that many
@@ -157,7 +177,15 @@ class TrainParams:
     parts_per_batch: int = 32
 
     def __post_init__(self) -> None:
-        names = ("pretrain_epochs", "epochs", "kmeans_n_init", "update_interval", "parts_per_batch")
+        names = (
+            "pretrain_epochs",
+            "epochs",
+            "kmeans_n_init",
+            "update_interval",
+            "parts_per_batch",
+            "merge_rounds",
+            "merge_interval",
+        )
         for name in names:
             minimum = 0 if name in ("pretrain_epochs", "epochs") else 1
             value = getattr(self, name)
@@ -180,6 +208,8 @@ class TrainParams:
                 "train.center_init_pca_share must lie in [0, 1], "
                 f"got {self.center_init_pca_share!r}"
             )
+        if not self.overcluster >= 1.0:
+            raise InputError(f"train.overcluster must be at least 1, got {self.overcluster!r}")
         if self.batch_size not in ("auto", "full") and not (
             isinstance(self.batch_size, int)
             and not isinstance(self.batch_size, bool)

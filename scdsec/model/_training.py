@@ -25,6 +25,7 @@ from . import _losses
 from ._checkpoint import TrainingCheckpoint
 from ._data import Batch, CellBatches
 from ._graph import sample_non_edges
+from ._merge import ClusterStatistics, merge_clusters
 from ._modules import SCDSECModule
 from ._params import TrainParams
 
@@ -40,6 +41,7 @@ def fit(
     *,
     seed: int,
     generator: torch.Generator,
+    n_clusters: int | None = None,
     checkpoint: TrainingCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Pretrain, start the centres, train jointly; return one history row per epoch.
@@ -54,6 +56,9 @@ def fit(
         Schedule and loss weights.
     seed
         Seeds k-means.
+    n_clusters
+        Clusters wanted, K; ``None``: as many centres as the module has (with
+        ``tp.overcluster`` > 1, the joint stage starts from more and merges back to K).
     generator
         CPU generator for non-edge sampling (and, through ``batches``, the batch order).
     checkpoint
@@ -66,12 +71,15 @@ def fit(
     by their cells), ``labels_changed`` and ``seconds`` since the start.
     """
     resumed = checkpoint.load() if checkpoint is not None else None
-    if resumed is not None:
+    if n_clusters is None:
+        n_clusters = module.assignment.centers.shape[0]
+    if resumed is not None:  # the centres may have been more than K when it was saved
+        module.assignment.set_centers(resumed["module"]["assignment.centers"])
         module.load_state_dict(resumed["module"])
         generator.set_state(resumed["generator"])
     rows = list(resumed["rows"]) if resumed is not None else []
     start = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
-    loop = _Loop(module, batches, tp, generator, start, checkpoint)
+    loop = _Loop(module, batches, tp, generator, start, checkpoint, n_clusters)
     if resumed is None or resumed["stage"] == "pretrain":
         rows = loop.pretrain(rows, resumed)
         resumed = None
@@ -101,9 +109,11 @@ class _Loop:
         generator: torch.Generator,
         start: float,
         checkpoint: TrainingCheckpoint | None,
+        n_clusters: int,
     ) -> None:
         self.module, self.batches, self.tp = module, batches, tp
         self.generator, self.start, self.checkpoint = generator, start, checkpoint
+        self.n_clusters = n_clusters
 
     def pretrain(
         self, rows: list[dict[str, Any]], resumed: dict[str, Any] | None
@@ -137,8 +147,9 @@ class _Loop:
         """Stages 2–3: the k-means start of the centres, then the joint objective."""
         module, batches, tp = self.module, self.batches, self.tp
         optimizer = torch.optim.Adam(module.parameters(), lr=tp.lr)
+        n_start = starting_centers(self.n_clusters, tp.overcluster, batches.data.n_cells)
         if resumed is None:
-            labels, target, first = _init_centers(module, batches, tp, seed), None, 0
+            labels, target, first = _init_centers(module, batches, tp, seed, n_start), None, 0
         else:  # the centres came back with the module's state
             optimizer.load_state_dict(resumed["optimizer"])
             labels = resumed["labels"].numpy()
@@ -153,9 +164,16 @@ class _Loop:
             total=tp.epochs,
             disable=not settings.progress_enabled(),
         )
+        merge_at = merge_epochs(tp, n_start > self.n_clusters)
         for epoch in bar:
             changed = float("nan")
-            if epoch % tp.update_interval == 0:
+            merged = epoch in merge_at
+            if merged:
+                left = merge_at.index(epoch) + 1
+                surplus = (n_start - self.n_clusters) * (len(merge_at) - left) // len(merge_at)
+                count = self.n_clusters + surplus
+                labels = merge_round(module, batches, tp, optimizer, labels, n_clusters=count)
+            if merged or epoch % tp.update_interval == 0:
                 q = soft_assignment(module, batches.all_cells())
                 new_labels = q.argmax(dim=1).cpu().numpy()
                 changed = float(np.mean(new_labels != labels))
@@ -182,6 +200,8 @@ class _Loop:
             )
             extra = {"labels": torch.as_tensor(labels), "target": target}
             self._save("cluster", epoch + 1, optimizer, rows, **extra)
+        if module.assignment.centers.shape[0] > self.n_clusters:  # e.g. fewer epochs than rounds
+            merge_round(module, batches, tp, optimizer, labels, n_clusters=self.n_clusters)
         return rows
 
     def _clock(self) -> dict[str, float]:
@@ -311,12 +331,12 @@ def soft_assignment(module: SCDSECModule, batch: Batch) -> torch.Tensor:
 
 
 def _init_centers(
-    module: SCDSECModule, batches: CellBatches, tp: TrainParams, seed: int
+    module: SCDSECModule, batches: CellBatches, tp: TrainParams, seed: int, n_clusters: int
 ) -> np.ndarray:
-    """Set the centres by k-means (see ``TrainParams.center_init``); return its labels."""
+    """Set ``n_clusters`` centres by k-means (see ``TrainParams.center_init``); return its
+    labels."""
     everyone = batches.all_cells()
     z = embed(module, everyone).cpu().numpy()
-    n_clusters = module.assignment.centers.shape[0]
     if len(z) <= KMEANS_MAX_CELLS:
         kmeans = KMeans(n_clusters, n_init=tp.kmeans_n_init, random_state=seed)
     else:
@@ -346,3 +366,75 @@ def _init_centers(
     centers = torch.as_tensor(centers, dtype=torch.float32)
     module.assignment.set_centers(centers.to(everyone.x.device))
     return labels
+
+
+def starting_centers(n_clusters: int, overcluster: float, n_cells: int) -> int:
+    """Centres k-means starts the joint stage with: ``round(overcluster · K)``, at most one
+    per cell."""
+    return int(min(max(n_clusters, round(overcluster * n_clusters)), n_cells))
+
+
+def merge_epochs(tp: TrainParams, merging: bool) -> list[int]:
+    """Joint epochs (0-based, before that epoch's step) that begin with a round of merges.
+
+    Every ``merge_interval`` epochs, ``merge_rounds`` times; when the joint stage is shorter,
+    the rounds are spread evenly over it (a merge left after the last epoch happens then).
+    """
+    if not merging or tp.epochs == 0:
+        return []
+    interval = tp.merge_interval
+    if tp.merge_rounds * interval >= tp.epochs:
+        interval = tp.epochs / (tp.merge_rounds + 1)
+    return sorted({max(1, round(interval * r)) for r in range(1, tp.merge_rounds + 1)})
+
+
+def merge_round(
+    module: SCDSECModule,
+    batches: CellBatches,
+    tp: TrainParams,
+    optimizer: torch.optim.Optimizer,
+    labels: np.ndarray,
+    *,
+    n_clusters: int | None,
+    min_similarity: float | None = None,
+) -> np.ndarray:
+    """Merge the current clusters (argmax Q over every cell) down to ``n_clusters``.
+
+    The clusters' sums come from one no-grad pass over all cells (Z) and the whole kNN graph;
+    a merged cluster's centre becomes the mean Z of its cells, the others keep theirs. Clusters
+    left without cells are dropped too, unless that would leave fewer than ``n_clusters``.
+    The optimiser's state for the centres is reset (their number changed). Returns the
+    previous labels in the new cluster ids (to count how many change at the next update).
+    """
+    everyone = batches.all_cells()
+    centers = module.assignment.centers
+    z = embed(module, everyone)
+    with torch.no_grad():
+        current = module.assignment(z).argmax(dim=1).cpu().numpy()
+    n_start = centers.shape[0]
+    stats = ClusterStatistics.from_labels(current, z.cpu().numpy(), batches.data.adj, n_start)
+    empty = np.flatnonzero(~stats.active)
+    result = merge_clusters(
+        stats, tp.merge_criterion, n_clusters=n_clusters, min_similarity=min_similarity
+    )
+    joined = {keep for keep, _, _ in result.merges}
+    old = centers.detach().cpu().numpy().astype(np.float64)
+    means = stats.centers()
+    kept = np.flatnonzero(stats.active)
+    new_centers = [means[c] if c in joined else old[c] for c in kept]
+    mapping = result.mapping.copy()
+    short = 0 if n_clusters is None else max(0, n_clusters - len(kept))
+    for c in empty[:short]:  # keep empty clusters rather than fall below K
+        mapping[c] = len(new_centers)
+        new_centers.append(old[c])
+    module.assignment.set_centers(torch.as_tensor(np.array(new_centers), dtype=torch.float32))
+    optimizer.state.pop(centers, None)
+    settings.logger.info(
+        "scDSEC: merged %d clusters into %d (%s: %s)",
+        n_start,
+        len(new_centers),
+        tp.merge_criterion,
+        ", ".join(f"{gone}→{keep} {score:.2f}" for keep, gone, score in result.merges) or "none",
+    )
+    previous = mapping[np.asarray(labels)]
+    return np.where(previous < 0, 0, previous)
