@@ -79,12 +79,22 @@ def _commit() -> str:
 
 
 def _datasets(config_files: list[str]) -> dict[str, dict]:
-    """The datasets of each config's ``run`` list, in order, with their entries."""
+    """The datasets of each config's ``run`` list, in order, with their entries.
+
+    An entry ``{from: NAME, draw: D}`` (benchmarks/imbalanced.yaml) is a subset of dataset
+    NAME of the config named by ``datasets_from``, drawn by ``scdsec.simulate.imbalanced_subset``
+    with the config's ``imbalance`` settings and seed D.
+    """
     chosen: dict[str, dict] = {}
     for path in config_files:
         config = yaml.safe_load(Path(path).read_text())
         for name in config["run"]:
-            chosen[name] = config["datasets"][name]
+            entry = dict(config["datasets"][name])
+            if "from" in entry:
+                base = yaml.safe_load((Path(path).parent / config["datasets_from"]).read_text())
+                entry["base"] = base["datasets"][entry["from"]]
+                entry["imbalance"] = config["imbalance"]
+            chosen[name] = entry
     return chosen
 
 
@@ -108,8 +118,15 @@ def _prepared(name: str, entry: dict, cache: Path):
 
     qc_file, prepared_file = cache / f"{name}.qc.h5ad", cache / f"{name}.prepared.h5ad"
     if not prepared_file.exists():
-        raw = import_dataset(entry, cache / f"{name}.counts.h5ad", name=name, cache_dir=cache)
-        qc = qc_filter(raw)
+        if "from" in entry:  # a subset of another dataset's QC'd cells, prepared anew
+            from scdsec.simulate import imbalanced_subset
+
+            base, _ = _prepared(entry["from"], entry["base"], cache)
+            keep = imbalanced_subset(base.obs["label"], **entry["imbalance"], seed=entry["draw"])
+            qc = qc_filter(base[keep].copy())
+        else:
+            raw = import_dataset(entry, cache / f"{name}.counts.h5ad", name=name, cache_dir=cache)
+            qc = qc_filter(raw)
         qc.write_h5ad(qc_file)
         build_knn_graph(normalize(qc)).write_h5ad(prepared_file)
     return ad.read_h5ad(qc_file), ad.read_h5ad(prepared_file)
@@ -182,7 +199,7 @@ def run(args: argparse.Namespace) -> None:
                 continue
             qc, adata = _prepared(name, entry, cache)
             truth = adata.obs["label"].astype(str).to_numpy()
-            k = int(entry["n_clusters"])
+            k = int(entry.get("n_clusters") or len(np.unique(truth)))
             if labels_dir is not None:
                 (labels_dir / name).mkdir(parents=True, exist_ok=True)
                 np.savez(labels_dir / name / "truth.npz", truth=truth.astype(str), n_clusters=k)

@@ -285,3 +285,68 @@ def _as_given(proportions: Sequence[float] | float | None) -> list[float] | floa
     if np.ndim(proportions) == 0:
         return float(proportions)
     return [float(p) for p in proportions]
+
+
+def imbalanced_subset(
+    labels: Sequence,
+    *,
+    largest_fraction: float = 0.5,
+    n_rare: int = 3,
+    rare_fraction: float = 0.02,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cells of a labelled dataset drawn so that one type holds about half of them.
+
+    Imbalance made from real data: the simulator's large type splits along sequencing depth
+    for every method, so a real dataset is subsampled instead. Every cell of the largest type
+    is kept; ``n_rare`` other types, drawn at random, keep at most ``rare_fraction`` of the
+    subset each (at least one cell); the remaining types share the rest in their original
+    proportions, drawn without replacement (a type of very few cells may draw none).
+
+    Parameters
+    ----------
+    labels
+        Cell type of each cell, (N,).
+    largest_fraction
+        Share of the subset held by the largest type, in (0, 1).
+    n_rare
+        Types made rare; at most the number of types − 2 (one large, one or more others).
+    rare_fraction
+        Largest share of the subset a rare type keeps.
+    seed
+        Seeds which types become rare and which cells are drawn (one *draw* per seed).
+
+    Returns
+    -------
+    Sorted positions of the chosen cells, (N',) int64.
+
+    Raises
+    ------
+    ValueError
+        Fewer than ``n_rare`` + 2 types, or too few cells outside the largest type to fill
+        the subset.
+    """
+    labels = np.asarray(labels).astype(str)
+    if not 0 < largest_fraction < 1 or not 0 < rare_fraction < 1:
+        raise ValueError("largest_fraction and rare_fraction must lie in (0, 1)")
+    types, counts = np.unique(labels, return_counts=True)
+    if len(types) < n_rare + 2:
+        raise ValueError(f"{len(types)} types: too few to make {n_rare} rare beside a large one")
+    rng = np.random.default_rng(seed)
+    largest = types[np.argmax(counts)]
+    total = int(round(counts.max() / largest_fraction))
+    others = [t for t in types if t != largest]
+    rare = set(rng.choice(others, size=n_rare, replace=False).tolist())
+    rare_size = max(1, int(rare_fraction * total))
+    chosen = [np.flatnonzero(labels == largest)]
+    for t in sorted(rare):
+        cells = np.flatnonzero(labels == t)
+        chosen.append(rng.choice(cells, size=min(rare_size, len(cells)), replace=False))
+    rest = total - sum(len(c) for c in chosen)
+    common = np.flatnonzero(np.isin(labels, [t for t in others if t not in rare]))
+    if rest > len(common):
+        raise ValueError(
+            f"{len(common)} cells outside the largest and the rare types, {rest} needed"
+        )
+    chosen.append(rng.choice(common, size=rest, replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

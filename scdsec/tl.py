@@ -41,7 +41,9 @@ def cluster(
     adata
         Output of :func:`scdsec.pp.prepare` (or of the workflow's ``graph`` step).
     n_clusters
-        Number of clusters, or ``"auto"`` to estimate it (:func:`estimate_n_clusters`).
+        Number of clusters, or ``"auto"``: the Leiden estimate (:func:`estimate_n_clusters`),
+        refined by the merges of joint training when ``train.overcluster`` > 1 (see
+        :class:`scdsec.model.SCDSEC`).
     params
         :class:`scdsec.model.Params`, a preset name, or a mapping
         ``{"preset": ..., "model": {...}, "train": {...}}`` as in ``config.yaml``.
@@ -85,15 +87,15 @@ def cluster(
     if n_runs == 2:
         raise ValueError("n_runs=2: two runs cannot outvote each other; use 1 or at least 3")
     estimated = n_clusters == "auto"
-    k = estimate_n_clusters(adata, seed=seed) if estimated else int(n_clusters)
     if not estimated:
-        logger.info("K = %d (given)", k)
+        logger.info("K = %d (given)", int(n_clusters))
     if isinstance(params, Mapping):
         params = Params.from_dict(params)
     _remove_results(adata, key_added)
     first = None
+    found: list[int] = []
     for r, run_seed in enumerate(seeds):
-        model = SCDSEC(adata, k, params, seed=run_seed)
+        model = SCDSEC(adata, "auto" if estimated else int(n_clusters), params, seed=run_seed)
         model.train(
             device=device,
             threads=threads,
@@ -106,6 +108,8 @@ def cluster(
         model.annotate(adata, key_added=key_added if n_runs == 1 else f"{key_added}_run{r}")
         if first is None:
             first = model
+        found.append(model.n_clusters)
+    k = max(set(found), key=found.count)  # under auto the runs may find different K
     if n_runs == 1:
         adata.uns[key_added]["n_clusters_estimated"] = estimated
         return first

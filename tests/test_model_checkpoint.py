@@ -86,3 +86,24 @@ def test_unreadable_checkpoint_starts_afresh(prepared, tmp_path, caplog):
     model = _train(prepared, "full", checkpoint=path)
     assert "unreadable checkpoint" in caplog.text and "resumed_from" not in model._run
     assert np.array_equal(model.predict(), _train(prepared, "full").predict())
+
+
+@pytest.mark.parametrize("batch_size", ["full", 50], ids=["full-batch", "mini-batch"])
+def test_resumed_between_merges_ends_as_an_uninterrupted_one(
+    prepared, tmp_path, monkeypatch, batch_size
+):
+    """Saved after the first of two rounds of merges (9 centres → 6, then 3): the checkpoint
+    holds 6 centres, and the resumed run merges on to the same 3 clusters."""
+    merging = {"overcluster": 3, "merge_rounds": 2, "merge_interval": 2}
+    reference = _train(prepared, batch_size, **merging)
+    path = tmp_path / "seed5.pt"
+    with monkeypatch.context() as patch:
+        _crash_after(patch, SCHEDULE["pretrain_epochs"] + 3)
+        with pytest.raises(Crash):
+            _train(prepared, batch_size, checkpoint=path, checkpoint_every=3, **merging)
+    saved = torch.load(path, weights_only=True)
+    assert saved["stage"] == "cluster" and saved["module"]["assignment.centers"].shape[0] == 6
+    resumed = _train(prepared, batch_size, checkpoint=path, checkpoint_every=3, **merging)
+    assert resumed.module.assignment.centers.shape[0] == 3
+    assert np.array_equal(resumed.predict(), reference.predict())
+    assert resumed._run["resumed_from"] == {"stage": "cluster", "epoch": 3}

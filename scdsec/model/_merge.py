@@ -16,6 +16,12 @@ Criteria, each a similarity between two clusters a and b (larger: more alike, me
     the sum of the degrees of a's cells, ``2m`` of all cells. This is the observed-over-expected
     ratio of PAGA's connectivity (Wolf et al. 2019, Genome Biol.) under the configuration
     null model of modularity (Newman 2006): 1 is as connected as chance, 0 not connected.
+``modularity``
+    The modularity gained by merging, ``2 (w_ab / 2m − d_a d_b / (2m)²)`` — the step of
+    greedy modularity agglomeration (Clauset, Newman & Moore 2004): the same observed-minus-
+    expected edges, not divided by the expectation, so pieces of a large type (many edges
+    between them) merge before a small distinct type; positive while merging raises
+    modularity.
 ``separation``
     Minus the distance between the centres in the learned embedding over the sum of the
     clusters' spreads (root-mean-square distance of their cells to their centre), the
@@ -35,7 +41,12 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-MergeCriterion = Literal["connectivity", "modularity", "cosine", "separation"]
+MergeCriterion = Literal["connectivity", "modularity", "separation"]
+
+#: The similarity below which two clusters count as distinct, per criterion (``n_clusters``
+#: auto stops merging there): as connected as chance, no modularity gained, centres one
+#: spread apart.
+DISTINCT_BELOW = {"connectivity": 1.0, "modularity": 0.0, "separation": -1.0}
 
 
 @dataclass
@@ -114,11 +125,6 @@ class ClusterStatistics:
             degrees = self.edges.sum(axis=1)
             total = max(degrees.sum(), 1e-12)
             score = 2 * (self.edges / total - np.outer(degrees, degrees) / total**2)
-        elif criterion == "cosine":
-            degrees = self.edges.sum(axis=1)
-            norm = np.sqrt(np.outer(degrees, degrees))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                score = np.where(norm > 0, self.edges / norm, 0.0)
         elif criterion == "separation":
             centers = self.centers()
             mean_square = self.sum_squares / np.maximum(self.sizes, 1)

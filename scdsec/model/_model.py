@@ -53,7 +53,10 @@ class SCDSEC:
         ``obs["size_factor"]``, ``obsp["knn"]`` the binary kNN graph and
         ``uns["scdsec_preprocess"]`` what the preparation did (stored in checkpoints).
     n_clusters
-        Number of clusters ``K``.
+        Number of clusters ``K``, or ``"auto"``: ``K`` starts as the Leiden estimate of the
+        kNN graph (:func:`scdsec.clustering.estimate_n_clusters`) and, with
+        ``train.overcluster`` > 1, becomes the number of clusters left after the merges of
+        joint training (``n_clusters`` holds it once trained).
     params
         Architecture (:class:`ModelParams`), a full :class:`Params` (its training part becomes
         the default of :meth:`train`) or a preset name from :data:`PRESETS`. Default: the
@@ -74,7 +77,7 @@ class SCDSEC:
     def __init__(
         self,
         adata: ad.AnnData,
-        n_clusters: int,
+        n_clusters: int | str,
         params: ModelParams | Params | str | None = None,
         *,
         seed: int = 0,
@@ -96,8 +99,13 @@ class SCDSEC:
                 f"adata.uns[{PREPROCESS_KEY!r}]['genes'] differs from adata.var_names: the "
                 "AnnData was subset or reordered after preprocessing"
             )
+        self.n_clusters_auto = n_clusters == "auto"
+        if self.n_clusters_auto:
+            from ..clustering import estimate_n_clusters
+
+            n_clusters = estimate_n_clusters(adata, seed=seed)
         if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
-            raise InputError(f"n_clusters must be an integer, got {n_clusters!r}")
+            raise InputError(f"n_clusters must be an integer or 'auto', got {n_clusters!r}")
         if n_clusters < 2:
             raise InputError(f"n_clusters must be at least 2, got {n_clusters}")
         check_cell_count(adata.n_obs, n_clusters=int(n_clusters))
@@ -110,6 +118,7 @@ class SCDSEC:
         self, n_clusters: int, params: Params, seed: int, genes: list[str], preprocess: dict
     ) -> None:
         self.n_clusters = n_clusters
+        self.n_clusters_auto = getattr(self, "n_clusters_auto", False)
         self.params = params
         self._train_defaults = params.train
         self.seed = int(seed)
@@ -236,9 +245,10 @@ class SCDSEC:
             tp,
             seed=self.seed,
             generator=generator,
-            n_clusters=self.n_clusters,
+            n_clusters="auto" if self.n_clusters_auto else self.n_clusters,
             checkpoint=saver,
         )
+        self.n_clusters = int(self.module.assignment.centers.shape[0])
         self.is_trained = True
         if saver is not None and saver.resumed is not None:
             self._run["resumed_from"] = saver.resumed

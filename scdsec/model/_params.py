@@ -20,7 +20,7 @@ GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
 CenterInit = Literal["embedding", "pca", "both"]
 BatchSize = int | Literal["auto", "full"]
-MergeCriterion = Literal["connectivity", "separation"]
+MergeCriterion = Literal["connectivity", "modularity", "separation"]
 
 
 @dataclass(frozen=True)
@@ -144,23 +144,27 @@ class TrainParams:
     center_init_pca_share: float = 0.5
     # Centres at the start of joint training, as a multiple of the clusters wanted: k-means
     # (as center_init says) starts round(overcluster · K) centres, and merge_rounds rounds of
-    # merges join them back to K (docs/method.md §5, scdsec/model/_merge.py). 1 starts with K
-    # centres and never merges (DEC's and the paper's clustering stage).
+    # merges join them back to K — or, with n_clusters auto (K the Leiden estimate), until the
+    # pairs left are distinct (merge_threshold) (docs/method.md §5, scdsec/model/_merge.py).
+    # 1 starts with K centres and never merges (DEC's and the paper's clustering stage).
     overcluster: float = 1.0
     # Which pair of clusters a merge joins: "connectivity" — the most kNN edges between them
-    # relative to chance (PAGA's ratio); "separation" — the closest centres in Z relative to
-    # the clusters' spreads (scAce's rule). Used when overcluster > 1 or n_clusters is auto.
-    merge_criterion: MergeCriterion = "connectivity"
+    # relative to chance (PAGA's ratio); "modularity" — the largest gain in the graph's
+    # modularity (greedy agglomeration); "separation" — the closest centres in Z relative to
+    # the clusters' spreads (scAce's rule). Used when overcluster > 1 or n_clusters is auto
+    # (scdsec/model/_merge.py).
+    merge_criterion: MergeCriterion = "modularity"
     # Rounds of merges; a round comes every merge_interval joint epochs (the first after
     # merge_interval epochs), each round joining an equal share of the surplus centres, so the
     # joint objective refines the clusters between merges and after the last round.
     merge_rounds: int = 4
     # Joint epochs between two rounds of merges.
     merge_interval: int = 5
-    # With n_clusters auto: a round merges only pairs at least this alike (the criterion's
-    # scale: kNN edges over chance for "connectivity", minus centre distance over spreads for
-    # "separation"), so merging stops where the clusters left are distinct.
-    merge_threshold: float = 0.5
+    # With n_clusters auto: a round merges only pairs at least this alike, on the criterion's
+    # scale, so merging stops where the clusters left are distinct. None: the criterion's own
+    # line — 0 for "modularity" (merging no longer raises modularity), 1 for "connectivity"
+    # (no more edges than chance), −1 for "separation" (centres one spread apart).
+    merge_threshold: float | None = None
     # Cells per training step: "auto" — all cells in one batch up to 20,000 cells (the full
     # batch's memory grows with the cells: 2.0 GiB at 10,000, 6.8 GiB at 50,000), mini-batches
     # of 8,192 above; "full" — always one batch; an integer — mini-batches of about that many
@@ -207,6 +211,13 @@ class TrainParams:
             raise InputError(
                 "train.center_init_pca_share must lie in [0, 1], "
                 f"got {self.center_init_pca_share!r}"
+            )
+        if self.merge_threshold is not None and (
+            isinstance(self.merge_threshold, bool)
+            or not isinstance(self.merge_threshold, int | float)
+        ):
+            raise InputError(
+                f"train.merge_threshold must be a number or null, got {self.merge_threshold!r}"
             )
         if not self.overcluster >= 1.0:
             raise InputError(f"train.overcluster must be at least 1, got {self.overcluster!r}")

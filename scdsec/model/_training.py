@@ -25,7 +25,7 @@ from . import _losses
 from ._checkpoint import TrainingCheckpoint
 from ._data import Batch, CellBatches
 from ._graph import sample_non_edges
-from ._merge import ClusterStatistics, merge_clusters
+from ._merge import DISTINCT_BELOW, ClusterStatistics, merge_clusters
 from ._modules import SCDSECModule
 from ._params import TrainParams
 
@@ -41,7 +41,7 @@ def fit(
     *,
     seed: int,
     generator: torch.Generator,
-    n_clusters: int | None = None,
+    n_clusters: int | str | None = None,
     checkpoint: TrainingCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Pretrain, start the centres, train jointly; return one history row per epoch.
@@ -57,8 +57,11 @@ def fit(
     seed
         Seeds k-means.
     n_clusters
-        Clusters wanted, K; ``None``: as many centres as the module has (with
-        ``tp.overcluster`` > 1, the joint stage starts from more and merges back to K).
+        Clusters wanted, K (with ``tp.overcluster`` > 1 the joint stage starts from more
+        centres and merges back to K); ``"auto"``: the module's number of centres is an
+        estimate, and merges stop where the clusters left are distinct
+        (``tp.merge_threshold``), so the number of centres after training is the K found.
+        ``None``: as many as the module has.
     generator
         CPU generator for non-edge sampling (and, through ``batches``, the batch order).
     checkpoint
@@ -71,15 +74,15 @@ def fit(
     by their cells), ``labels_changed`` and ``seconds`` since the start.
     """
     resumed = checkpoint.load() if checkpoint is not None else None
-    if n_clusters is None:
-        n_clusters = module.assignment.centers.shape[0]
+    n_estimated = module.assignment.centers.shape[0]
     if resumed is not None:  # the centres may have been more than K when it was saved
         module.assignment.set_centers(resumed["module"]["assignment.centers"])
         module.load_state_dict(resumed["module"])
         generator.set_state(resumed["generator"])
     rows = list(resumed["rows"]) if resumed is not None else []
     start = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
-    loop = _Loop(module, batches, tp, generator, start, checkpoint, n_clusters)
+    wanted = n_estimated if n_clusters is None else n_clusters
+    loop = _Loop(module, batches, tp, generator, start, checkpoint, wanted, n_estimated)
     if resumed is None or resumed["stage"] == "pretrain":
         rows = loop.pretrain(rows, resumed)
         resumed = None
@@ -109,11 +112,13 @@ class _Loop:
         generator: torch.Generator,
         start: float,
         checkpoint: TrainingCheckpoint | None,
-        n_clusters: int,
+        n_clusters: int | str,
+        n_estimated: int,
     ) -> None:
         self.module, self.batches, self.tp = module, batches, tp
         self.generator, self.start, self.checkpoint = generator, start, checkpoint
-        self.n_clusters = n_clusters
+        self.auto = n_clusters == "auto"
+        self.n_clusters = n_estimated if self.auto else int(n_clusters)
 
     def pretrain(
         self, rows: list[dict[str, Any]], resumed: dict[str, Any] | None
@@ -168,10 +173,19 @@ class _Loop:
         for epoch in bar:
             changed = float("nan")
             merged = epoch in merge_at
-            if merged:
-                left = merge_at.index(epoch) + 1
-                surplus = (n_start - self.n_clusters) * (len(merge_at) - left) // len(merge_at)
-                count = self.n_clusters + surplus
+            if merged and self.auto:  # merge what is alike, however many are left
+                labels = merge_round(
+                    module,
+                    batches,
+                    tp,
+                    optimizer,
+                    labels,
+                    n_clusters=2,
+                    min_similarity=_threshold(tp),
+                )
+            elif merged:  # an equal share of the surplus each round, K after the last
+                left = len(merge_at) - merge_at.index(epoch) - 1
+                count = self.n_clusters + (n_start - self.n_clusters) * left // len(merge_at)
                 labels = merge_round(module, batches, tp, optimizer, labels, n_clusters=count)
             if merged or epoch % tp.update_interval == 0:
                 q = soft_assignment(module, batches.all_cells())
@@ -200,8 +214,12 @@ class _Loop:
             )
             extra = {"labels": torch.as_tensor(labels), "target": target}
             self._save("cluster", epoch + 1, optimizer, rows, **extra)
-        if module.assignment.centers.shape[0] > self.n_clusters:  # e.g. fewer epochs than rounds
+        if not self.auto and module.assignment.centers.shape[0] > self.n_clusters:
             merge_round(module, batches, tp, optimizer, labels, n_clusters=self.n_clusters)
+        elif self.auto and tp.epochs == 0 and n_start > self.n_clusters:
+            merge_round(
+                module, batches, tp, optimizer, labels, n_clusters=2, min_similarity=_threshold(tp)
+            )
         return rows
 
     def _clock(self) -> dict[str, float]:
@@ -438,3 +456,10 @@ def merge_round(
     )
     previous = mapping[np.asarray(labels)]
     return np.where(previous < 0, 0, previous)
+
+
+def _threshold(tp: TrainParams) -> float:
+    """The similarity below which ``n_clusters="auto"`` stops merging."""
+    if tp.merge_threshold is not None:
+        return float(tp.merge_threshold)
+    return DISTINCT_BELOW[tp.merge_criterion]
