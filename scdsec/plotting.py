@@ -38,8 +38,12 @@ LOSS_TERMS: dict[str, str] = {
     "rec": "Expression reconstruction (MSE)",
     "graph": "Graph reconstruction (BCE)",
     "kl": "Clustering loss KL(P ‖ Q)",
+    "contrastive": "Neighbourhood contrastive (InfoNCE)",
     "total": "Total (weighted sum minimised)",
 }
+#: Terms outside the paper's objective: drawn only when the run used them (the others are
+#: drawn even when switched off, and say so).
+OPTIONAL_TERMS = frozenset({"contrastive"})
 
 #: Axis labels of the sensitivity parameters (the paper's Figs. 3–5).
 PARAMETER_LABELS: dict[str, str] = {
@@ -156,7 +160,11 @@ def loss_curves_figure(history: pd.DataFrame, *, context: str | None = None) -> 
     n_pre = int(history.loc[pre, "epoch"].max()) if pre.any() else 0
     # One epoch axis across both stages: clustering epoch e is overall epoch n_pre + e.
     x = history["epoch"].astype(float) + np.where(pre, 0, n_pre)
-    terms = [t for t in LOSS_TERMS if t in history.columns]
+    terms = [
+        t
+        for t in LOSS_TERMS
+        if t in history.columns and (t not in OPTIONAL_TERMS or history[t].notna().any())
+    ]
     panels: list[tuple[str, str]] = [(t, LOSS_TERMS[t]) for t in terms]
     if "labels_changed" in history.columns and history["labels_changed"].notna().any():
         panels.append(("labels_changed", "Labels changed at each target update"))

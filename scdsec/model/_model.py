@@ -36,6 +36,7 @@ HISTORY_COLUMNS = (
     "rec",
     "graph",
     "kl",
+    "contrastive",
     "total",
     "labels_changed",
     "seconds",
@@ -142,7 +143,8 @@ class SCDSEC:
         """Per-epoch loss terms of the last :meth:`train` call.
 
         Columns: ``stage`` ("pretrain" or "cluster"), ``epoch`` (1-based within the stage),
-        the unweighted terms ``zinb``, ``rec``, ``graph``, ``kl`` (NaN in pretraining), the
+        the unweighted terms ``zinb``, ``rec``, ``graph``, ``kl`` (NaN in pretraining),
+        ``contrastive`` (NaN unless ``train.contrastive_weight`` > 0), the
         weighted ``total`` that was minimised, ``labels_changed`` (fraction of labels that
         changed when P was refreshed before this epoch, NaN otherwise) and ``seconds`` since
         training started.

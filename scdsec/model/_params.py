@@ -123,6 +123,17 @@ class TrainParams:
     # (bladder 0.684/0.443): the term helps, but at full weight it bends Z towards the dense graph.
     # (Measured with fusion="layerwise", the default then.)
     graph_weight: float = 0.1
+    # Masked-gene pretraining (not in the paper): the fraction of each cell's genes hidden
+    # from the network input in every pretraining step (set to 0, the gene's scaled mean);
+    # the decoders still reconstruct every gene, so the embedding must predict hidden genes
+    # from the others (masked autoencoders, scMAE: Fang et al. 2024). 0 (default): no mask.
+    mask_fraction: float = 0.0
+    # Weight of a neighbourhood contrastive term (not in the paper), in both stages: kNN
+    # neighbours are positives, other sampled cells negatives (InfoNCE over
+    # contrastive_pairs sampled edges per step; scNAME, Wan et al. 2022). 0 (default): off.
+    contrastive_weight: float = 0.0
+    # kNN edges sampled per step for the contrastive term (its in-batch negatives).
+    contrastive_pairs: int = 1024
     # Weight of KL(P‖Q) (per cell) in joint training; 0 switches the clustering term off. 1 as in
     # the paper's objective.
     kl_weight: float = 1.0
@@ -189,6 +200,7 @@ class TrainParams:
             "parts_per_batch",
             "merge_rounds",
             "merge_interval",
+            "contrastive_pairs",
         )
         for name in names:
             minimum = 0 if name in ("pretrain_epochs", "epochs") else 1
@@ -204,6 +216,7 @@ class TrainParams:
             "graph_weight",
             "kl_weight",
             "target_frequency_exponent",
+            "contrastive_weight",
         ):
             if getattr(self, name) < 0:
                 raise InputError(f"train.{name} must not be negative, got {getattr(self, name)!r}")
@@ -219,6 +232,8 @@ class TrainParams:
             raise InputError(
                 f"train.merge_threshold must be a number or null, got {self.merge_threshold!r}"
             )
+        if not 0.0 <= self.mask_fraction < 1.0:
+            raise InputError(f"train.mask_fraction must lie in [0, 1), got {self.mask_fraction!r}")
         if not self.overcluster >= 1.0:
             raise InputError(f"train.overcluster must be at least 1, got {self.overcluster!r}")
         if self.batch_size not in ("auto", "full") and not (

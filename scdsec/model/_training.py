@@ -31,7 +31,6 @@ from ._params import TrainParams
 
 # k-means with kmeans_n_init restarts up to this many cells; sklearn's MiniBatchKMeans above.
 KMEANS_MAX_CELLS = 100_000
-LOSS_TERMS = ("zinb", "rec", "graph", "kl", "total")
 
 
 def fit(
@@ -311,7 +310,11 @@ def _step(
 ) -> dict[str, float]:
     """One optimisation step on ``batch``; ``target`` is P for its cells (None: no KL)."""
     module.train()
-    out = module(batch.x, batch.adj, batch.size_factors)
+    x = batch.x
+    if target is None and tp.mask_fraction > 0:  # masked-gene pretraining: hide, then predict
+        hidden = torch.rand(x.shape, generator=generator) < tp.mask_fraction
+        x = x.masked_fill(hidden.to(x.device), 0.0)
+    out = module(x, batch.adj, batch.size_factors)
     non_edges = sample_non_edges(batch.edge_keys, len(batch), len(batch.edges), generator)
     terms = {
         "zinb": _losses.zinb_nll(batch.counts, *out.decoded[1:]),
@@ -319,6 +322,13 @@ def _step(
         "graph": _losses.graph_bce(out.z, batch.edges, non_edges.to(batch.x.device)),
     }
     weights = {"zinb": tp.zinb_weight, "rec": tp.rec_weight, "graph": tp.graph_weight}
+    if tp.contrastive_weight > 0 and len(batch.edges) >= 2:
+        chosen = torch.randint(
+            len(batch.edges), (min(tp.contrastive_pairs, len(batch.edges)),), generator=generator
+        )
+        pairs = batch.edges[chosen.to(batch.edges.device)]
+        terms["contrastive"] = _losses.neighbour_contrastive(out.z, pairs)
+        weights["contrastive"] = tp.contrastive_weight
     if target is not None:
         terms["kl"] = _losses.kl_divergence(target, out.q)
         weights["kl"] = tp.kl_weight
