@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -144,3 +146,13 @@ def test_kl_divergence_non_negative_zero_at_equality_and_matches_scipy():
     assert got == pytest.approx(stats.entropy(p, q, axis=1).mean(), rel=1e-6)
     same = _losses.kl_divergence(torch.tensor(q), torch.tensor(q)).item()
     assert same == pytest.approx(0.0, abs=1e-12)
+
+
+def test_neighbour_contrastive_is_low_when_neighbours_coincide_and_log_b_when_uninformative():
+    torch.manual_seed(0)
+    pairs = torch.stack([torch.arange(0, 64, 2), torch.arange(1, 64, 2)], dim=1)  # 32 edges
+    apart = torch.eye(32).repeat_interleave(2, dim=0)  # each edge's two cells coincide
+    expected = math.log(1 + 31 * math.exp(-1 / 0.1))  # cosine 1 against 31 of cosine 0
+    assert _losses.neighbour_contrastive(apart, pairs, temperature=0.1) == pytest.approx(expected)
+    same = torch.ones(64, 8)  # every cell alike: the positive is one of 32 equals
+    assert _losses.neighbour_contrastive(same, pairs) == pytest.approx(math.log(32), rel=1e-5)

@@ -185,3 +185,41 @@ def test_auto_with_merges_finds_the_types_of_a_clear_case():
     model.train(device="cpu", pretrain_epochs=40, epochs=20, pretrain_lr=1e-2, overcluster=3)
     assert model.n_clusters == 3
     assert adjusted_rand_score(adata.obs["label"], model.predict()) > 0.9
+
+
+def test_masked_pretraining_hides_genes_from_the_input_only(monkeypatch):
+    """With mask_fraction, pretraining steps see a masked X, the reconstruction term is scored
+    against the whole X, and the joint stage sees X unmasked."""
+    from scdsec.model import _losses, _training
+
+    adata = make_prepared_adata(n_cells=90, n_types=3, seed=5)
+    seen, scored = [], []
+    real_forward = SCDSEC(adata, 3, seed=0, **TINY).module.__class__.forward
+    real_rec = _losses.reconstruction_mse
+
+    def forward(self, x, adj, size_factors):
+        seen.append(float((x == 0).float().mean()))
+        return real_forward(self, x, adj, size_factors)
+
+    def rec(reconstruction, x):
+        scored.append(float((x == 0).float().mean()))
+        return real_rec(reconstruction, x)
+
+    monkeypatch.setattr(_training.SCDSECModule, "forward", forward)
+    monkeypatch.setattr(_losses, "reconstruction_mse", rec)
+    model = SCDSEC(adata, 3, seed=0, **TINY)
+    model.train(device="cpu", pretrain_epochs=3, epochs=2, mask_fraction=0.3)
+    baseline = float((model._data.x == 0).mean())
+    assert all(abs(f - baseline - 0.3) < 0.05 for f in seen[:3])  # pretraining: ~30% hidden
+    assert all(abs(f - baseline) < 1e-6 for f in scored)  # scored against all of X
+    assert abs(seen[-1] - baseline) < 1e-6  # the joint stage's input is whole
+
+
+def test_contrastive_term_is_recorded_only_when_on():
+    adata = make_prepared_adata(n_cells=90, n_types=3, seed=5)
+    on = SCDSEC(adata, 3, seed=0, **TINY).train(
+        device="cpu", pretrain_epochs=2, epochs=2, contrastive_weight=0.5, contrastive_pairs=32
+    )
+    assert on.history["contrastive"].notna().all()
+    off = SCDSEC(adata, 3, seed=0, **TINY).train(device="cpu", pretrain_epochs=2, epochs=2)
+    assert off.history["contrastive"].isna().all()
