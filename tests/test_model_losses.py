@@ -153,6 +153,8 @@ def test_neighbour_contrastive_is_low_when_neighbours_coincide_and_log_b_when_un
     pairs = torch.stack([torch.arange(0, 64, 2), torch.arange(1, 64, 2)], dim=1)  # 32 edges
     apart = torch.eye(32).repeat_interleave(2, dim=0)  # each edge's two cells coincide
     expected = math.log(1 + 31 * math.exp(-1 / 0.1))  # cosine 1 against 31 of cosine 0
-    assert _losses.neighbour_contrastive(apart, pairs, temperature=0.1) == pytest.approx(expected)
+    assert _losses.neighbour_contrastive(apart, pairs, temperature=0.1) == pytest.approx(
+        expected, rel=1e-4
+    )
     same = torch.ones(64, 8)  # every cell alike: the positive is one of 32 equals
     assert _losses.neighbour_contrastive(same, pairs) == pytest.approx(math.log(32), rel=1e-5)
