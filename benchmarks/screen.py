@@ -53,7 +53,8 @@ from scdsec.experiments import BASELINES as KNOWN_BASELINES  # noqa: E402
 from scdsec.experiments import STANDARD_BASELINES as BASELINES  # noqa: E402
 
 # threads: torch's CPU threads of the run; commit: this repository's HEAD (+ "-dirty" with
-# uncommitted changes). Files written before these two columns existed are appended to as they are.
+# uncommitted changes); n_clusters: the clusters found (K, or what n_clusters=auto found). Files
+# written before a column existed are appended to in their own columns.
 COLUMNS = [
     "dataset",
     "method",
@@ -64,6 +65,7 @@ COLUMNS = [
     "seconds",
     "threads",
     "commit",
+    "n_clusters",
 ]
 
 
@@ -101,7 +103,8 @@ def _datasets(config_files: list[str]) -> dict[str, dict]:
 
 
 def _variants(specs: list[str]) -> dict[str, dict]:
-    """``name:key=value,key=value`` → {name: {key: value}} (values parsed as YAML)."""
+    """``name:key=value,key=value`` → {name: {key: value}} (values parsed as YAML); the keys
+    are ``train.*`` settings, and ``n_clusters=auto`` trains without the true K."""
     variants = {}
     for spec in specs:
         name, _, overrides = spec.partition(":")
@@ -178,6 +181,7 @@ def _row(
         "seconds": seconds,
         "threads": threads,
         "commit": commit,
+        "n_clusters": len(np.unique(pred)),
     }
 
 
@@ -267,10 +271,13 @@ def run(args: argparse.Namespace) -> None:
                     write(row, pred)
                 for variant in group:
                     start = time.perf_counter()
-                    model.module.assignment.set_centers(pretrained["assignment.centers"])
-                    model.module.load_state_dict(pretrained)
-                    model.train(pretrain_epochs=0, **variants[variant])
-                    pred = model.predict()
+                    overrides = dict(variants[variant])
+                    auto = overrides.pop("n_clusters", None) == "auto"  # K from the data
+                    runner = SCDSEC(adata, "auto", seed=seed) if auto else model
+                    runner.module.assignment.set_centers(pretrained["assignment.centers"])
+                    runner.module.load_state_dict(pretrained)  # pretraining ignores K
+                    runner.train(pretrain_epochs=0, **overrides)
+                    pred = runner.predict()
                     seconds_variant = seconds + time.perf_counter() - start
                     write(_row(name, variant, seed, truth, pred, seconds_variant, *run_by), pred)
 

@@ -16,7 +16,8 @@ spec.loader.exec_module(screen)
 
 
 def _scores(rows):
-    return pd.DataFrame(rows, columns=screen.COLUMNS)
+    """Rows of the first columns (files written before the later columns existed)."""
+    return pd.DataFrame(rows, columns=screen.COLUMNS[: len(rows[0])])
 
 
 def test_table_chooses_per_fold_on_the_other_datasets(tmp_path, capsys):
@@ -73,7 +74,8 @@ def test_consensus_rows_use_the_ensemble_seeds_and_sum_their_cost(tmp_path):
 
 
 def test_rows_follow_the_header_of_the_file_they_are_appended_to(tmp_path):
-    row = dict(zip(screen.COLUMNS, ["d1", "v", 0, 0.5, 0.4, 0.9, 3.0, 1, "abc1234"], strict=True))
+    values = ["d1", "v", 0, 0.5, 0.4, 0.9, 3.0, 1, "abc1234", 4]
+    row = dict(zip(screen.COLUMNS, values, strict=True))
     old = tmp_path / "old.tsv"  # written before the threads and commit columns
     old.write_text("\t".join(screen.COLUMNS[:7]) + "\n")
     screen._append(old, row)
@@ -132,3 +134,31 @@ def test_table_of_variants_without_baselines_has_no_leave_one_out(tmp_path, caps
     out = capsys.readouterr().out
     assert "| mean over the 2 real datasets | 0.600 / 0.400 | 0.500 / 0.400 |" in out
     assert "Leave one dataset out" not in out
+
+
+def test_variants_that_change_pretraining_get_a_pretraining_of_their_own():
+    variants = screen._variants(
+        [
+            "base:",
+            "merge:overcluster=3,merge_criterion=modularity",
+            "auto:n_clusters=auto,overcluster=3",
+            "mask:mask_fraction=0.2",
+            "mask_merge:mask_fraction=0.2,overcluster=3",
+            "contrast:contrastive_weight=0.1",
+        ]
+    )
+    groups = screen._by_pretraining(list(variants), variants)
+    assert groups == {
+        (): ["base", "merge", "auto"],
+        (("mask_fraction", 0.2),): ["mask", "mask_merge"],
+        (("contrastive_weight", 0.1),): ["contrast"],
+    }
+
+
+def test_imbalanced_config_names_subsets_of_the_shared_datasets():
+    chosen = screen._datasets([str(ROOT / "benchmarks" / "imbalanced.yaml")])
+    assert len(chosen) == 12
+    for name, entry in chosen.items():
+        assert name.startswith(f"imb_{entry['from']}_d{entry['draw']}")
+        assert entry["imbalance"] == {"largest_fraction": 0.5, "n_rare": 3, "rare_fraction": 0.02}
+        assert entry["base"]["source"].startswith("../shared/data/")

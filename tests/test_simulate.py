@@ -173,3 +173,22 @@ def test_counts_are_drawn_in_chunks_of_cells(monkeypatch):
     monkeypatch.setattr(simulate.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     alone = simulate.simulate_counts(600, 100, 3, seed=5)
     assert (alone.X != chunked.X).nnz == 0
+
+
+def test_imbalanced_subset_gives_half_to_the_largest_type_and_little_to_three_rare_ones():
+    from scdsec.simulate import imbalanced_subset
+
+    labels = np.repeat(list("abcdefg"), [500, 420, 380, 300, 250, 200, 150])
+    chosen = imbalanced_subset(labels, seed=3)
+    assert np.all(np.diff(chosen) > 0) and len(np.unique(chosen)) == len(chosen)
+    types, counts = np.unique(labels[chosen], return_counts=True)
+    sizes = dict(zip(types, counts, strict=True))
+    assert sizes["a"] == 500 and len(chosen) == 1000  # every cell of the largest, half of all
+    rare = [t for t, n in sizes.items() if n <= 0.02 * len(chosen)]
+    assert len(rare) == 3 and all(sizes[t] == 20 for t in rare)
+    assert set(types) == set("abcdefg")  # the other types share the rest
+    again = imbalanced_subset(labels, seed=3)
+    assert np.array_equal(chosen, again)  # one draw per seed
+    assert not np.array_equal(chosen, imbalanced_subset(labels, seed=4))
+    with pytest.raises(ValueError, match="too few to make 3 rare"):
+        imbalanced_subset(list("aabbc"))
