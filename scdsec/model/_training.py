@@ -172,26 +172,16 @@ class _Loop:
         for epoch in bar:
             changed = float("nan")
             merged = epoch in merge_at
-            if merged and self.auto:  # merge what is alike, however many are left
-                labels = merge_round(
-                    module,
-                    batches,
-                    tp,
-                    optimizer,
-                    labels,
-                    n_clusters=2,
-                    min_similarity=_threshold(tp),
-                )
-            elif merged:  # an equal share of the surplus each round, K after the last
+            if merged:  # an equal share of the surplus each round, K after the last
                 left = len(merge_at) - merge_at.index(epoch) - 1
                 count = self.n_clusters + (n_start - self.n_clusters) * left // len(merge_at)
-                labels = merge_round(module, batches, tp, optimizer, labels, n_clusters=count)
+                labels = self._merge(optimizer, labels, count)
             if merged or epoch % tp.update_interval == 0:
                 q = soft_assignment(module, batches.all_cells())
                 new_labels = q.argmax(dim=1).cpu().numpy()
                 changed = float(np.mean(new_labels != labels))
                 labels = new_labels
-                if epoch > 0 and changed < tp.tol:
+                if epoch > max(merge_at, default=0) and changed < tp.tol:
                     settings.logger.info(
                         "scDSEC: %.4f of the labels changed (< tol %g): stopping after %d epochs",
                         changed,
@@ -213,13 +203,25 @@ class _Loop:
             )
             extra = {"labels": torch.as_tensor(labels), "target": target}
             self._save("cluster", epoch + 1, optimizer, rows, **extra)
-        if not self.auto and module.assignment.centers.shape[0] > self.n_clusters:
-            merge_round(module, batches, tp, optimizer, labels, n_clusters=self.n_clusters)
-        elif self.auto and tp.epochs == 0 and n_start > self.n_clusters:
-            merge_round(
-                module, batches, tp, optimizer, labels, n_clusters=2, min_similarity=_threshold(tp)
-            )
+        left = module.assignment.centers.shape[0]
+        unmerged = self.auto and not merge_at and n_start > self.n_clusters  # no joint epoch
+        if unmerged or (left > self.n_clusters and not self.auto):  # or stopped early
+            self._merge(optimizer, labels, self.n_clusters)
         return rows
+
+    def _merge(
+        self, optimizer: torch.optim.Optimizer, labels: np.ndarray, count: int
+    ) -> np.ndarray:
+        """A round of merges down to ``count`` clusters, or under ``auto`` while pairs are
+        alike (:func:`merge_round`)."""
+        if self.auto:
+            threshold = self.tp.merge_threshold
+            if threshold is None:
+                threshold = DISTINCT_BELOW[self.tp.merge_criterion]
+            args = {"n_clusters": 2, "min_similarity": float(threshold)}
+        else:
+            args = {"n_clusters": count}
+        return merge_round(self.module, self.batches, self.tp, optimizer, labels, **args)
 
     def _clock(self) -> dict[str, float]:
         return {"seconds": time.perf_counter() - self.start}
@@ -466,10 +468,3 @@ def merge_round(
     )
     previous = mapping[np.asarray(labels)]
     return np.where(previous < 0, 0, previous)
-
-
-def _threshold(tp: TrainParams) -> float:
-    """The similarity below which ``n_clusters="auto"`` stops merging."""
-    if tp.merge_threshold is not None:
-        return float(tp.merge_threshold)
-    return DISTINCT_BELOW[tp.merge_criterion]
