@@ -274,8 +274,11 @@ def run(args: argparse.Namespace) -> None:
                     overrides = dict(variants[variant])
                     auto = overrides.pop("n_clusters", None) == "auto"  # K from the data
                     runner = SCDSEC(adata, "auto", seed=seed) if auto else model
-                    runner.module.assignment.set_centers(pretrained["assignment.centers"])
-                    runner.module.load_state_dict(pretrained)  # pretraining ignores K
+                    state = dict(pretrained)  # pretraining ignores K: the network is shared
+                    if auto:  # ... but not the true K's centres: the estimate's count stays
+                        state["assignment.centers"] = runner.module.assignment.centers.detach()
+                    runner.module.assignment.set_centers(state["assignment.centers"])
+                    runner.module.load_state_dict(state)
                     runner.train(pretrain_epochs=0, **overrides)
                     pred = runner.predict()
                     seconds_variant = seconds + time.perf_counter() - start
