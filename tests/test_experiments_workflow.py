@@ -119,9 +119,12 @@ def test_shared_data_benchmark_plans_the_seven_datasets_and_ten_seeds(tmp_path, 
     assert jobs["train"] == 7 * 10 * 2  # scdsec and sdcn
     assert jobs["baseline"] == 7 * 10 * 3  # leiden, leiden_k, kmeans_pca
     config = yaml.safe_load((ROOT / "benchmarks" / "shared_data.yaml").read_text())
+    # Every labelled file of the folder but the two-platform cell lines, which carry a batch
+    # (platform) and belong to the batch-aware benchmark still to come (issue 25).
+    batch_only = {"cellbench_3cl_2platforms.h5ad"}
     assert {Path(d["source"]).name for d in config["datasets"].values()} == {
         p.name for p in SHARED_DATA.iterdir() if p.suffix in (".h5", ".h5ad")
-    }
+    } - batch_only
 
 
 def test_simulated_benchmark_plans_its_regimes(tmp_path):
