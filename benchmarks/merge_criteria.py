@@ -40,6 +40,7 @@ def main() -> None:
     from scdsec.metrics import label_scores, largest_type_kept
     from scdsec.model import SCDSEC
     from scdsec.model._merge import ClusterStatistics, merge_clusters
+    from scdsec.model._training import joint_space
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", nargs="+", default=[str(ROOT / "benchmarks" / "shared_data.yaml")])
@@ -69,8 +70,7 @@ def main() -> None:
             model = SCDSEC(adata, k, seed=seed)
             model.train(epochs=0)
             z = model.get_latent_representation().astype(np.float64)
-            pca = np.asarray(adata.obsm["X_pca"], dtype=np.float64)
-            space = np.hstack([b / np.sqrt(b.var(axis=0).sum()) for b in (pca, z)])
+            space = joint_space(np.asarray(adata.obsm["X_pca"], dtype=np.float64), z)
             partitions = {"kmeans_K": KMeans(k, n_init=20, random_state=seed).fit_predict(space)}
             for factor in args.factors:
                 many = KMeans(factor * k, n_init=20, random_state=seed).fit_predict(space)

@@ -195,7 +195,7 @@ def merge_clusters(
     stats
         The clusters' sums (:meth:`ClusterStatistics.from_labels`).
     criterion
-        ``"connectivity"`` or ``"separation"`` (the module's docstring).
+        ``"modularity"``, ``"connectivity"`` or ``"separation"`` (the module's docstring).
     n_clusters
         Clusters to keep; ``None``: no count limit.
     min_similarity

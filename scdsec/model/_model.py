@@ -100,8 +100,8 @@ class SCDSEC:
                 f"adata.uns[{PREPROCESS_KEY!r}]['genes'] differs from adata.var_names: the "
                 "AnnData was subset or reordered after preprocessing"
             )
-        self.n_clusters_auto = n_clusters == "auto"
-        if self.n_clusters_auto:
+        auto = n_clusters == "auto"
+        if auto:
             from ..clustering import estimate_n_clusters
 
             n_clusters = estimate_n_clusters(adata, seed=seed)
@@ -111,15 +111,22 @@ class SCDSEC:
             raise InputError(f"n_clusters must be at least 2, got {n_clusters}")
         check_cell_count(adata.n_obs, n_clusters=int(n_clusters))
         data = read_cells(adata, genes=None, training=True)
-        self._setup(int(n_clusters), resolved, seed, genes, plain(preprocess))
+        self._setup(int(n_clusters), resolved, seed, genes, plain(preprocess), auto=auto)
         self.adata: ad.AnnData | None = adata
         self._data: CellData | None = data
 
     def _setup(
-        self, n_clusters: int, params: Params, seed: int, genes: list[str], preprocess: dict
+        self,
+        n_clusters: int,
+        params: Params,
+        seed: int,
+        genes: list[str],
+        preprocess: dict,
+        *,
+        auto: bool = False,
     ) -> None:
         self.n_clusters = n_clusters
-        self.n_clusters_auto = getattr(self, "n_clusters_auto", False)
+        self.n_clusters_auto = auto
         self.params = params
         self._train_defaults = params.train
         self.seed = int(seed)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from .._errors import InputError
+from ._merge import MergeCriterion
 
 Fusion = Literal["layerwise", "none"]
 GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
 CenterInit = Literal["embedding", "pca", "both"]
 BatchSize = int | Literal["auto", "full"]
-MergeCriterion = Literal["connectivity", "modularity", "separation"]
 
 
 @dataclass(frozen=True)

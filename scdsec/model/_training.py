@@ -40,7 +40,7 @@ def fit(
     *,
     seed: int,
     generator: torch.Generator,
-    n_clusters: int | str | None = None,
+    n_clusters: int | str,
     checkpoint: TrainingCheckpoint | None = None,
 ) -> list[dict[str, Any]]:
     """Pretrain, start the centres, train jointly; return one history row per epoch.
@@ -60,7 +60,6 @@ def fit(
         centres and merges back to K); ``"auto"``: the module's number of centres is an
         estimate, and merges stop where the clusters left are distinct
         (``tp.merge_threshold``), so the number of centres after training is the K found.
-        ``None``: as many as the module has.
     generator
         CPU generator for non-edge sampling (and, through ``batches``, the batch order).
     checkpoint
@@ -73,15 +72,15 @@ def fit(
     by their cells), ``labels_changed`` and ``seconds`` since the start.
     """
     resumed = checkpoint.load() if checkpoint is not None else None
-    n_estimated = module.assignment.centers.shape[0]
+    auto = n_clusters == "auto"  # then the module was built with the estimate's centres
+    wanted = module.assignment.centers.shape[0] if auto else int(n_clusters)
     if resumed is not None:  # the centres may have been more than K when it was saved
         module.assignment.set_centers(resumed["module"]["assignment.centers"])
         module.load_state_dict(resumed["module"])
         generator.set_state(resumed["generator"])
     rows = list(resumed["rows"]) if resumed is not None else []
     start = time.perf_counter() - (rows[-1]["seconds"] if rows else 0.0)
-    wanted = n_estimated if n_clusters is None else n_clusters
-    loop = _Loop(module, batches, tp, generator, start, checkpoint, wanted, n_estimated)
+    loop = _Loop(module, batches, tp, generator, start, checkpoint, wanted, auto)
     if resumed is None or resumed["stage"] == "pretrain":
         rows = loop.pretrain(rows, resumed)
         resumed = None
@@ -111,13 +110,12 @@ class _Loop:
         generator: torch.Generator,
         start: float,
         checkpoint: TrainingCheckpoint | None,
-        n_clusters: int | str,
-        n_estimated: int,
+        n_clusters: int,
+        auto: bool,
     ) -> None:
         self.module, self.batches, self.tp = module, batches, tp
         self.generator, self.start, self.checkpoint = generator, start, checkpoint
-        self.auto = n_clusters == "auto"
-        self.n_clusters = n_estimated if self.auto else int(n_clusters)
+        self.n_clusters, self.auto = n_clusters, auto  # K, or the estimate under auto
 
     def pretrain(
         self, rows: list[dict[str, Any]], resumed: dict[str, Any] | None
@@ -383,12 +381,8 @@ def _init_centers(
             settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
             data.pca = principal_components(data.x)
         space = np.asarray(data.pca, dtype=np.float64)
-        if tp.center_init == "both":  # total variances in the ratio share : (1 - share)
-            share = tp.center_init_pca_share
-            weights = np.sqrt([share, 1.0 - share])
-            weights /= weights.max()  # k-means is scale-free; 0.5 weighs both blocks 1
-            blocks = zip(weights, (space, z), strict=True)
-            space = np.hstack([w * b / np.sqrt(b.var(axis=0).sum()) for w, b in blocks])
+        if tp.center_init == "both":
+            space = joint_space(space, z, tp.center_init_pca_share)
         labels = kmeans.fit_predict(space)
         sums = np.zeros((n_clusters, z.shape[1]))
         np.add.at(sums, labels, z)
@@ -396,6 +390,15 @@ def _init_centers(
     centers = torch.as_tensor(centers, dtype=torch.float32)
     module.assignment.set_centers(centers.to(everyone.x.device))
     return labels
+
+
+def joint_space(pca: np.ndarray, z: np.ndarray, pca_share: float = 0.5) -> np.ndarray:
+    """The space of ``center_init: both``: the PCA coordinates (N × p) and Z (N × latent) side
+    by side, their total variances in the ratio ``pca_share : 1 − pca_share``."""
+    weights = np.sqrt([pca_share, 1.0 - pca_share])
+    weights /= weights.max()  # k-means is scale-free; 0.5 weighs both blocks 1
+    blocks = zip(weights, (pca, z), strict=True)
+    return np.hstack([w * b / np.sqrt(b.var(axis=0).sum()) for w, b in blocks])
 
 
 def starting_centers(n_clusters: int, overcluster: float, n_cells: int) -> int:
