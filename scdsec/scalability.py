@@ -25,7 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .evaluate import read_benchmark
+from .evaluate import read_benchmark, read_reference, read_result
 
 PathLike = str | Path
 # Columns of results/scalability/scores.tsv: one row per dataset × method × step.
@@ -39,6 +39,8 @@ COLUMNS = [
     "mean_load",  # Snakemake's mean CPU load of the job (100 per busy core)
     "device",
     "status",  # ok, or why the method did not run (then no figures)
+    "nmi",  # on the `total` rows: the method's labels against the true types (labelled cells)
+    "ari",
 ]
 # Columns of results/scalability/throughput.tsv: one row per dataset (scDSEC's training).
 THROUGHPUT_COLUMNS = [
@@ -205,7 +207,9 @@ def scalability_table(
     Returns
     -------
     ``(scores, throughput)`` with :data:`COLUMNS` and :data:`THROUGHPUT_COLUMNS`; each method
-    also gets a ``total`` row per dataset (the sum of its steps' seconds, the largest peak).
+    also gets a ``total`` row per dataset (the sum of its steps' seconds, the largest peak,
+    and the NMI and ARI of its labels against ``obs['label']`` of scDSEC's result file, on the
+    labelled cells; NaN when the data have no labels or the method did not run).
     """
     rows, throughput = [], []
     for entry in entries:
@@ -240,11 +244,15 @@ def scalability_table(
                 }
             )
         rows += steps
+        truth = read_reference(entry["train"])[0]
+        results = {"scdsec": entry["train"]}
+        results.update({s["method"]: s["result"] for s in entry["steps"] if s.get("result")})
         for method in dict.fromkeys(s["method"] for s in steps):
             own = [s for s in steps if s["method"] == method]
             rows.append(
                 {
                     **own[0],
+                    **_label_scores(truth, results.get(method), method),
                     "step": "total",
                     "seconds": float(sum(s["seconds"] for s in own)),
                     "max_rss_mb": float(np.max([s["max_rss_mb"] for s in own])),  # NaN stays
@@ -278,6 +286,20 @@ def scalability_table(
         )
     scores = pd.DataFrame(rows, columns=COLUMNS).sort_values(["cells", "method"], kind="stable")
     return scores.reset_index(drop=True), pd.DataFrame(throughput, columns=THROUGHPUT_COLUMNS)
+
+
+def _label_scores(truth: pd.Series | None, result: PathLike | None, method: str) -> dict:
+    """NMI and ARI of a method's labels in ``result`` against ``truth`` (NaN without either)."""
+    from .experiments import method_key
+    from .metrics import score_labelled
+
+    if truth is None or result is None:
+        return {"nmi": math.nan, "ari": math.nan}
+    labels = read_result(result, method_key(method)).labels
+    if labels is None:
+        return {"nmi": math.nan, "ari": math.nan}
+    scores = score_labelled(truth.reindex(labels.index), labels)
+    return {"nmi": scores["nmi"], "ari": scores["ari"]}
 
 
 def scalability_step(

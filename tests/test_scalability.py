@@ -55,6 +55,10 @@ def test_scalability_table_from_benchmark_files(tmp_path):
     n = 50
     result = ad.AnnData(sp.csr_matrix(np.ones((n, 10), dtype=np.float32)))
     result.uns["scdsec_graph"] = {"n_edges": 75}  # mean degree 3
+    result.obs_names = [f"c{i}" for i in range(n)]
+    result.obs["label"] = np.repeat(["a", "b"], n // 2)
+    result.obs["scdsec"] = np.repeat(["0", "1"], n // 2)  # the true partition
+    result.obsm["X_pca"] = np.zeros((n, 2))
     history = {"seconds": [1.0, 2.0, 4.0, 5.0]}  # 4 epochs in 5 s
     result.uns["scdsec"] = {
         "device": "cpu",
@@ -87,6 +91,8 @@ def test_scalability_table_from_benchmark_files(tmp_path):
     assert list(scores.columns) == COLUMNS and list(throughput.columns) == THROUGHPUT_COLUMNS
     total = scores[(scores["method"] == "scdsec") & (scores["step"] == "total")].iloc[0]
     assert total["seconds"] == 9 and total["max_rss_mb"] == 300 and total["cells"] == n
+    assert total["nmi"] == pytest.approx(1.0) and total["ari"] == pytest.approx(1.0)
+    assert scores.loc[scores["step"] != "total", "nmi"].isna().all()  # scores on totals only
     # a step without its benchmark file stays as a row with no figure, never dropped
     cluster = scores[(scores["method"] == "leiden") & (scores["step"] == "cluster")].iloc[0]
     assert math.isnan(cluster["seconds"])
@@ -94,6 +100,7 @@ def test_scalability_table_from_benchmark_files(tmp_path):
     scvi = scores[scores["method"] == "scvi_leiden"].set_index("step")
     assert scvi["seconds"].isna().all() and scvi["max_rss_mb"].isna().all()
     assert scvi.loc["total", "status"] == "missing: scvi-tools is not installed"
+    assert math.isnan(scvi.loc["total", "nmi"])
     assert (scores.loc[scores["method"] == "scdsec", "status"] == "ok").all()
     (row,) = throughput.to_dict("records")
     assert row["epochs"] == 4 and row["cell_epochs_per_second"] == pytest.approx(n * 4 / 5)
