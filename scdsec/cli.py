@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     clu.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     clu.add_argument(
         "--batch-size",
-        help="cells per training step: auto (full batch up to 20,000 cells), full, or a number "
+        help="cells per training step: auto (full batch up to 8,192 cells), full, or a number "
         "(overrides train.batch_size)",
     )
     clu.add_argument(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -12,13 +14,13 @@ from scdsec import InputError
 from scdsec.model import SCDSEC, TrainParams
 from scdsec.model._data import (
     AUTO_BATCH_SIZE,
-    FULL_BATCH_MAX_CELLS,
     CellBatches,
     edges_inside,
     partition_cells,
     read_cells,
     resolve_batch_size,
 )
+from scdsec.model._training import MIN_AUTO_EPOCHS, STEP_BUDGET, resolve_epochs
 
 SHORT = {"pretrain_epochs": 3, "epochs": 3}
 
@@ -36,10 +38,33 @@ def _batches(adata, batch_size, parts_per_batch=4, seed=0):
 
 def test_resolve_batch_size():
     assert resolve_batch_size("full", 10**6) == 10**6
-    assert resolve_batch_size("auto", FULL_BATCH_MAX_CELLS) == FULL_BATCH_MAX_CELLS
-    assert resolve_batch_size("auto", FULL_BATCH_MAX_CELLS + 1) == AUTO_BATCH_SIZE
+    assert resolve_batch_size("auto", AUTO_BATCH_SIZE) == AUTO_BATCH_SIZE  # one full batch
+    assert resolve_batch_size("auto", 50_000) == AUTO_BATCH_SIZE
     assert resolve_batch_size(500, 300) == 300  # one batch when it holds every cell
     assert resolve_batch_size(100, 300) == 100
+
+
+def test_auto_epochs_are_a_budget_of_optimiser_steps():
+    assert resolve_epochs("auto", 1) == STEP_BUDGET  # one full batch: an epoch is a step
+    assert resolve_epochs("auto", 2) == math.ceil(STEP_BUDGET / 2)
+    assert resolve_epochs("auto", 7) * 7 >= STEP_BUDGET  # never fewer steps than the budget
+    assert resolve_epochs("auto", 10_000) == MIN_AUTO_EPOCHS  # every cell seen a few times
+    assert resolve_epochs(12, 7) == 12  # a number is taken as given
+
+
+@pytest.mark.parametrize("value", ["many", -1, 2.5, True])
+def test_bad_epochs_are_refused_naming_the_key(value):
+    with pytest.raises(InputError, match="train.epochs"):
+        TrainParams.from_dict({"epochs": value})
+
+
+def test_auto_epochs_follow_the_batches_in_training(prepared):
+    model = SCDSEC(prepared.copy(), 3, seed=0, **TINY)
+    model.train(device="cpu", batch_size=60, parts_per_batch=4)  # 300 cells: 5 batches
+    history = model.history
+    batches = 5
+    assert (history["stage"] == "pretrain").sum() == resolve_epochs("auto", batches)
+    assert (history["stage"] == "cluster").sum() == resolve_epochs("auto", batches)
 
 
 @pytest.mark.parametrize("value", ["half", 0, -5, 1.5, True])

@@ -148,11 +148,10 @@ def test_auto_stops_where_the_clusters_left_are_distinct(split_large_type):
 
 
 def test_merge_schedule_fits_the_joint_stage():
-    tp = TrainParams(epochs=50, merge_rounds=4, merge_interval=5)
-    assert merge_epochs(tp, merging=True) == [5, 10, 15, 20]
-    assert merge_epochs(tp, merging=False) == []
-    short = TrainParams(epochs=6, merge_rounds=4, merge_interval=5)
-    assert merge_epochs(short, merging=True) == [1, 2, 4, 5]  # spread over the 6 epochs
+    tp = TrainParams(merge_rounds=4, merge_interval=5)
+    assert merge_epochs(tp, 50, merging=True) == [5, 10, 15, 20]
+    assert merge_epochs(tp, 50, merging=False) == []
+    assert merge_epochs(tp, 6, merging=True) == [1, 2, 4, 5]  # spread over the 6 epochs
     assert starting_centers(8, 2.5, 10_000) == 20
     assert starting_centers(8, 2.5, 12) == 12  # at most one centre per cell
 

@@ -25,10 +25,8 @@ import torch
 from .._errors import InputError
 from ._graph import normalize_adjacency, pair_keys, to_torch_sparse, upper_edges
 
-# batch_size "auto": one batch of every cell up to this many cells, else mini-batches of
-# AUTO_BATCH_SIZE cells. Full batch at 10,000 simulated cells (1,000 genes, default model)
-# peaked at 2.0 GiB; it grows linearly with the cells (6.8 GiB at 50,000).
-FULL_BATCH_MAX_CELLS = 20_000
+# batch_size "auto": one batch of every cell up to this many cells, else mini-batches of about
+# this many (TrainParams.batch_size says why).
 AUTO_BATCH_SIZE = 8_192
 
 
@@ -231,8 +229,8 @@ class CellBatches:
     data
         The cells.
     batch_size
-        ``"auto"`` (one batch up to :data:`FULL_BATCH_MAX_CELLS` cells, else mini-batches of
-        :data:`AUTO_BATCH_SIZE`), ``"full"`` (one batch) or the number of cells per batch
+        ``"auto"`` (one batch up to :data:`AUTO_BATCH_SIZE` cells, else mini-batches of about
+        that many), ``"full"`` (one batch) or the number of cells per batch
         (one batch when it is ≥ the number of cells).
     parts_per_batch
         METIS parts joined into each mini-batch (Cluster-GCN's q); the graph is split into
@@ -349,7 +347,7 @@ def resolve_batch_size(batch_size: int | str, n_cells: int) -> int:
     if batch_size == "full":
         return n_cells
     if batch_size == "auto":
-        return n_cells if n_cells <= FULL_BATCH_MAX_CELLS else AUTO_BATCH_SIZE
+        return min(n_cells, AUTO_BATCH_SIZE)
     return min(int(batch_size), n_cells)
 
 

@@ -21,6 +21,7 @@ GcnInput = Literal["complete", "independent"]
 Variant = Literal["scdsec", "sdcn"]
 CenterInit = Literal["embedding", "pca", "both"]
 BatchSize = int | Literal["auto", "full"]
+Epochs = int | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,19 @@ class TrainParams:
     """Training schedule and loss weights (docs/method.md §5–6)."""
 
     # Epochs of pretraining (ZINB, reconstruction and graph terms, no KL); an epoch is one pass
-    # over all cells, i.e. one full-batch step. Default 50: the best mean over PBMC, kidney and
-    # worm (final NMI after 50 joint epochs, graph weight 1, 2 seeds: 0.743 at 50, 0.729 at 100,
-    # 0.730 at 150 pretraining epochs); longer pretraining made PBMC worse (0.78 → 0.71) while
-    # worm gained (0.67 → 0.71).
-    pretrain_epochs: int = 50
+    # over all cells. "auto" (default): a budget of 50 optimiser steps — 50 epochs on one full
+    # batch (every dataset up to 8,192 cells), ⌈50 / batches per epoch⌉ epochs with
+    # mini-batches, at least 5 — so the cost stops growing with the cells where each epoch
+    # already takes several steps (as scvi-tools lowers its epochs with the cells). 50 steps:
+    # the best mean over PBMC, kidney and worm (final NMI after 50 joint epochs, graph weight
+    # 1, 2 seeds: 0.743 at 50, 0.729 at 100, 0.730 at 150 full-batch epochs); longer
+    # pretraining made PBMC worse (0.78 → 0.71) while worm gained (0.67 → 0.71). The budget's
+    # measurements on the mini-batch path are in docs/scale.md.
+    pretrain_epochs: Epochs = "auto"
     # Epochs of joint training with the clustering (KL) term after the k-means initialisation;
-    # labels are argmax Q after the last one. Default 50: 100 epochs changed NMI by < 0.01.
-    epochs: int = 50
+    # labels are argmax Q after the last one. "auto" (default): 50 optimiser steps, counted as
+    # for pretrain_epochs (50 full-batch epochs: 100 changed NMI by < 0.01).
+    epochs: Epochs = "auto"
     # Adam learning rate during pretraining. Default 1e-3: the network clusters best after a few
     # dozen full-batch steps at this rate (the paper's 1e-5 barely moves it in 50 steps).
     pretrain_lr: float = 1e-3
@@ -182,10 +188,11 @@ class TrainParams:
     # line — 0 for "modularity" (merging no longer raises modularity), 1 for "connectivity"
     # (no more edges than chance), −1 for "separation" (centres one spread apart).
     merge_threshold: float | None = None
-    # Cells per training step: "auto" — all cells in one batch up to 20,000 cells (the full
-    # batch's memory grows with the cells: 2.0 GiB at 10,000, 6.8 GiB at 50,000), mini-batches
-    # of 8,192 above; "full" — always one batch; an integer — mini-batches of about that many
-    # cells. An epoch is one pass over all cells either way; with mini-batches it takes one
+    # Cells per training step: "auto" — all cells in one batch up to 8,192 cells, mini-batches
+    # of about 8,192 above (one full batch is the slower path per cell from ~5,000 cells on a
+    # CPU, its activations no longer in cache, and its memory grows with the cells: 2.0 GiB at
+    # 10,000, 6.8 GiB at 50,000; docs/scale.md); "full" — always one batch; an integer —
+    # mini-batches of about that many cells. An epoch is one pass over all cells either way; with mini-batches it takes one
     # optimiser step per batch. Mini-batches are Cluster-GCN's (Chiang et al. 2019): METIS parts
     # of the kNN graph, parts_per_batch of them joined at random each epoch, each step on the
     # graph induced on its cells.
@@ -211,6 +218,12 @@ class TrainParams:
         for name in names:
             minimum = 0 if name in ("pretrain_epochs", "epochs") else 1
             value = getattr(self, name)
+            epochs = name in ("pretrain_epochs", "epochs")
+            if epochs and value == "auto":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                also = " or 'auto'" if epochs else ""
+                raise InputError(f"train.{name} must be an integer{also}, got {value!r}")
             if value < minimum:
                 raise InputError(f"train.{name} must be at least {minimum}, got {value!r}")
         for name in ("pretrain_lr", "lr"):

@@ -11,6 +11,7 @@ the optimisation.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -29,6 +30,10 @@ from ._merge import DISTINCT_BELOW, ClusterStatistics, merge_clusters
 from ._modules import SCDSECModule
 from ._params import TrainParams
 
+# train.pretrain_epochs / epochs "auto": optimiser steps a stage takes (50 full-batch epochs,
+# the schedule the development datasets were tuned on), in at least this many epochs.
+STEP_BUDGET = 50
+MIN_AUTO_EPOCHS = 5
 # k-means with kmeans_n_init restarts up to this many cells; sklearn's MiniBatchKMeans above.
 KMEANS_MAX_CELLS = 100_000
 
@@ -92,9 +97,10 @@ def fit(
     return rows
 
 
-def _log_stage(stage: str, first: int, epochs: int) -> None:
+def _log_stage(stage: str, first: int, epochs: int, n_batches: int) -> None:
     if first == 0:
-        settings.logger.info("scDSEC: %s for %d epochs", stage, epochs)
+        steps = f" ({n_batches} batches an epoch)" if n_batches > 1 else ""
+        settings.logger.info("scDSEC: %s for %d epochs%s", stage, epochs, steps)
     else:
         settings.logger.info("scDSEC: %s resumes after epoch %d of %d", stage, first, epochs)
 
@@ -116,6 +122,8 @@ class _Loop:
         self.module, self.batches, self.tp = module, batches, tp
         self.generator, self.start, self.checkpoint = generator, start, checkpoint
         self.n_clusters, self.auto = n_clusters, auto  # K, or the estimate under auto
+        self.pretrain_epochs = resolve_epochs(tp.pretrain_epochs, batches.n_batches)
+        self.epochs = resolve_epochs(tp.epochs, batches.n_batches)
 
     def pretrain(
         self, rows: list[dict[str, Any]], resumed: dict[str, Any] | None
@@ -128,12 +136,12 @@ class _Loop:
         if resumed is not None:
             optimizer.load_state_dict(resumed["optimizer"])
             first = resumed["epoch"]
-        _log_stage("pretraining", first, tp.pretrain_epochs)
+        _log_stage("pretraining", first, self.pretrain_epochs, self.batches.n_batches)
         bar = tqdm(
-            range(first, tp.pretrain_epochs),
+            range(first, self.pretrain_epochs),
             desc="scDSEC pretrain",
             initial=first,
-            total=tp.pretrain_epochs,
+            total=self.pretrain_epochs,
             disable=not settings.progress_enabled(),
         )
         for epoch in bar:
@@ -158,15 +166,15 @@ class _Loop:
             target = resumed["target"]
             target = None if target is None else target.to(batches.device)
             first = resumed["epoch"]
-        _log_stage("joint training", first, tp.epochs)
+        _log_stage("joint training", first, self.epochs, batches.n_batches)
         bar = tqdm(
-            range(first, tp.epochs),
+            range(first, self.epochs),
             desc="scDSEC cluster",
             initial=first,
-            total=tp.epochs,
+            total=self.epochs,
             disable=not settings.progress_enabled(),
         )
-        merge_at = merge_epochs(tp, n_start > self.n_clusters)
+        merge_at = merge_epochs(tp, self.epochs, n_start > self.n_clusters)
         for epoch in bar:
             changed = float("nan")
             merged = epoch in merge_at
@@ -407,17 +415,27 @@ def starting_centers(n_clusters: int, overcluster: float, n_cells: int) -> int:
     return int(min(max(n_clusters, round(overcluster * n_clusters)), n_cells))
 
 
-def merge_epochs(tp: TrainParams, merging: bool) -> list[int]:
+def resolve_epochs(epochs: int | str, n_batches: int) -> int:
+    """Epochs of a stage for ``epochs`` (an integer, or ``"auto"``) and ``n_batches`` batches
+    an epoch: ``"auto"`` is :data:`STEP_BUDGET` optimiser steps, ⌈budget / n_batches⌉ epochs,
+    at least :data:`MIN_AUTO_EPOCHS` (:class:`TrainParams` ``pretrain_epochs`` says why)."""
+    if epochs != "auto":
+        return int(epochs)
+    return max(MIN_AUTO_EPOCHS, math.ceil(STEP_BUDGET / max(1, n_batches)))
+
+
+def merge_epochs(tp: TrainParams, epochs: int, merging: bool) -> list[int]:
     """Joint epochs (0-based, before that epoch's step) that begin with a round of merges.
 
-    Every ``merge_interval`` epochs, ``merge_rounds`` times; when the joint stage is shorter,
-    the rounds are spread evenly over it (a merge left after the last epoch happens then).
+    Every ``merge_interval`` epochs, ``merge_rounds`` times; when the joint stage (``epochs``
+    long) is shorter, the rounds are spread evenly over it (a merge left after the last epoch
+    happens then).
     """
-    if not merging or tp.epochs == 0:
+    if not merging or epochs == 0:
         return []
     interval = tp.merge_interval
-    if tp.merge_rounds * interval >= tp.epochs:
-        interval = tp.epochs / (tp.merge_rounds + 1)
+    if tp.merge_rounds * interval >= epochs:
+        interval = epochs / (tp.merge_rounds + 1)
     return sorted({max(1, round(interval * r)) for r in range(1, tp.merge_rounds + 1)})
 
 
