@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from bad_inputs import digest
 from scdsec import InputError
 from scdsec.io import detect_format, read_counts
-from scdsec.io import readers as readers_module
+from scdsec.io import _common
 
 N_CELLS, N_GENES = 40, 30
 DUP_FROM, DUP_AT = 3, 7  # gene DUP_AT repeats the symbol of gene DUP_FROM
@@ -399,7 +399,7 @@ def test_reads_each_layout(writer, truth: Truth, tmp_path: Path) -> None:
 
 def test_10x_drops_non_gene_features_and_logs(truth, tmp_path, caplog) -> None:
     case = write_10x_h5_v3(tmp_path, truth)
-    with caplog.at_level(logging.INFO, logger="scdsec.io.readers"), warnings.catch_warnings():
+    with caplog.at_level(logging.INFO, logger="scdsec.io"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata = read_counts(case.path)
     assert "CD3" not in adata.var_names and "CD4" not in adata.var_names
@@ -425,7 +425,7 @@ def test_csv_with_byte_order_mark(tmp_path) -> None:
 
 def test_dense_blocks_give_the_same_matrix(truth, tmp_path, monkeypatch) -> None:
     """Reading dense X in many small blocks (both orientations) changes nothing."""
-    monkeypatch.setattr(readers_module, "_BLOCK_VALUES", 50)
+    monkeypatch.setattr(_common, "_BLOCK_VALUES", 50)
     for writer in (write_xy, write_xy_transposed, write_cellblast_dense):
         case = writer(tmp_path, truth)
         with warnings.catch_warnings():

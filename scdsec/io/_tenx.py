@@ -1,0 +1,264 @@
+"""Cell Ranger's outputs: the 10x HDF5 file and the Matrix Market triplet (folder or archive)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import logging
+import posixpath
+import tarfile
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.io
+import scipy.sparse as sp
+
+from .._errors import InputError
+from ._common import (
+    _GZIP_MAGIC,
+    _content_head,
+    _csr32,
+    _is_tar,
+    _list_keys,
+    _names,
+    _Parsed,
+    _zip_names,
+)
+
+_log = logging.getLogger(__name__)
+
+_MTX_MAGIC = b"%%MatrixMarket"
+
+_MATRIX_FILES = ("matrix.mtx.gz", "matrix.mtx")
+_FEATURE_FILES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
+_BARCODE_FILES = ("barcodes.tsv.gz", "barcodes.tsv")
+_GENE_EXPRESSION = "Gene Expression"
+# The feature types 10x Genomics' pipelines write (features.tsv column 3, features/feature_type).
+# Other files put other things in column 3 (chromosomes, biotypes): only these make it types.
+_FEATURE_TYPES = frozenset(
+    {
+        _GENE_EXPRESSION,
+        "Antibody Capture",
+        "Antigen Capture",
+        "CRISPR Guide Capture",
+        "Multiplexing Capture",
+        "Peaks",
+        "Custom",
+    }
+)
+
+# What orients a CSV/TSV table (see read_counts): cell barcodes, Ensembl gene ids, the
+# mitochondrial and ribosomal-protein gene symbols every transcriptome holds (human, mouse),
+
+
+def _is_10x_group(group: object) -> bool:
+    return (
+        isinstance(group, h5py.Group)
+        and {"data", "indices", "indptr", "shape", "barcodes"} <= set(group.keys())
+        and ("features" in group or "genes" in group)
+    )
+
+
+def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
+    """Cell Ranger's HDF5 (v2 genome groups, v3 ``matrix``), read by scanpy.
+
+    Several genomes (a barnyard or multi-species reference) need ``genome``; this reader
+    adds that rule for v3 files (scanpy keeps every genome there), the count checks and the
+    Gene Expression filter with its messages (see :func:`_tenx`).
+    """
+    import scanpy as sc
+
+    with h5py.File(path, "r") as f:
+        if _is_10x_group(f.get("matrix")):
+            stored = f["matrix/features"].get("genome")
+            genomes = sorted(set(_names(stored[()]))) if stored is not None else []
+        else:
+            genomes = sorted(k for k in f if _is_10x_group(f[k]))
+    if genome is None and len(genomes) > 1:
+        raise InputError(
+            f"{path}: 10x HDF5 with several genomes ({_list_keys(genomes)}); choose one with "
+            f"genome: {genomes[0]} in the dataset's entry (scdsec cluster --genome {genomes[0]})"
+        )
+    if genome is not None and genome not in genomes:
+        raise InputError(f"{path}: no genome {genome!r}; genomes: {_list_keys(genomes)}")
+    with warnings.catch_warnings():  # duplicated names get our own warning in _finish
+        warnings.filterwarnings("ignore", message=r".* names are not unique")
+        adata = sc.read_10x_h5(path, genome=genome, gex_only=False)
+    types = list(adata.var["feature_types"]) if "feature_types" in adata.var else None
+    return _tenx(
+        path,
+        _csr32(adata.X, path),
+        list(adata.obs_names),
+        list(adata.var["gene_ids"]),
+        list(adata.var_names),
+        types,
+    )
+
+
+def _tenx(
+    path: Path,
+    X: sp.csr_matrix,
+    barcodes: list[str],
+    ids: list[str],
+    names: list[str],
+    types: list[str] | None,
+) -> _Parsed:
+    """Keep Gene Expression features; symbols become names, ids go to ``var``."""
+    if len(ids) != X.shape[1]:
+        raise InputError(f"{path}: {len(ids)} features for {X.shape[1]} matrix rows")
+    var = pd.DataFrame({"gene_ids": ids})
+    if types is not None:
+        var["feature_types"] = types
+        keep = np.asarray(types) == _GENE_EXPRESSION
+        if not keep.any():
+            found = sorted(set(types))
+            raise InputError(
+                f"{path}: none of the {len(types)} features is {_GENE_EXPRESSION!r} (feature "
+                f"types: {_list_keys(found)}); there is no gene expression to cluster"
+            )
+        if not keep.all():
+            dropped = sorted(set(np.asarray(types)[~keep]))
+            _log.info(
+                "%s: dropped %d features that are not %r (%s)",
+                path,
+                int((~keep).sum()),
+                _GENE_EXPRESSION,
+                ", ".join(dropped),
+            )
+            X, var = X[:, keep], var[keep].reset_index(drop=True)
+            names = [name for name, k in zip(names, keep, strict=True) if k]
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    return _Parsed(X=X, obs_names=barcodes, var_names=names, var=var, available=[])
+
+
+@contextmanager
+def _mtx_source(
+    path: Path,
+) -> Iterator[tuple[list[str], Callable[[str], IO[bytes]], str | None]]:
+    """Yield the file names of a folder / zip / tar(.gz), an opener, and a forced matrix name.
+
+    A Matrix Market file itself yields its folder's files and its own name.
+    """
+    if path.is_dir():
+        names = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+        yield names, lambda name: (path / name).open("rb"), None
+        return
+    container, head = _content_head(path)
+    if container == "zip":
+        with zipfile.ZipFile(path) as zf:
+            yield _zip_names(zf), zf.open, None
+    elif _is_tar(head):
+        with tarfile.open(path, "r:*") as tf:
+            names = [m.name for m in tf.getmembers() if m.isfile()]
+            yield names, tf.extractfile, None
+    else:
+        folder = path.parent
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        yield names, lambda name: (folder / name).open("rb"), path.name
+
+
+def _describe_files(names: list[str], limit: int = 5) -> str:
+    """What a folder or archive holds, in a few words: its first names and how many."""
+    if not names:
+        return "no files"
+    shown = ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
+    return f"{len(names)} file{'s' if len(names) > 1 else ''} ({shown}): point to the count file"
+
+
+def _find_matrix(names: list[str], path: Path) -> str:
+    found = [n for n in names if posixpath.basename(n) in _MATRIX_FILES]
+    if not found:
+        raise InputError(
+            f"{path}: not a 10x matrix folder or archive (no matrix.mtx(.gz)); it holds "
+            f"{_describe_files(names)}"
+        )
+    if len(found) > 1:
+        raise InputError(f"{path}: several matrix files ({', '.join(found)}); point to one folder")
+    return found[0]
+
+
+def _sibling(names: list[str], folder: str, candidates: tuple[str, ...]) -> str | None:
+    present = set(names)
+    return next(
+        (posixpath.join(folder, c) for c in candidates if posixpath.join(folder, c) in present),
+        None,
+    )
+
+
+@contextmanager
+def _gunzipped(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The stream, decompressed if its content is gzip (recognised by magic bytes)."""
+    with stream:
+        if stream.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=stream) as gz:
+                yield gz
+        else:
+            yield stream
+
+
+def _read_10x_mtx(path: Path) -> _Parsed:
+    with _mtx_source(path) as (names, open_member, forced):
+        matrix = forced or _find_matrix(names, path)
+        folder = posixpath.dirname(matrix)
+        features = _sibling(names, folder, _FEATURE_FILES)
+        barcodes = _sibling(names, folder, _BARCODE_FILES)
+        for found, wanted in (
+            (features, "features.tsv(.gz) or genes.tsv(.gz)"),
+            (barcodes, "barcodes.tsv(.gz)"),
+        ):
+            if found is None:
+                raise InputError(f"{path}: no {wanted} beside {matrix}")
+        with _gunzipped(open_member(matrix)) as fh:
+            if not fh.peek(len(_MTX_MAGIC)).startswith(_MTX_MAGIC):
+                raise InputError(f"{path}: {matrix} is not a Matrix Market file")
+            genes_by_cells = scipy.io.mmread(fh)
+        with _gunzipped(open_member(features)) as fh:
+            feature_table = _read_tsv(fh)
+        with _gunzipped(open_member(barcodes)) as fh:
+            cell_names = _read_tsv(fh)[0].tolist()
+    if len(cell_names) != genes_by_cells.shape[1]:
+        raise InputError(
+            f"{path}: {len(cell_names)} barcodes for {genes_by_cells.shape[1]} matrix columns"
+        )
+    ids = feature_table[0].tolist()
+    symbols = feature_table[1].tolist() if feature_table.shape[1] > 1 else ids
+    types = _feature_types(feature_table, f"{path}: {features}")
+    X = _csr32(sp.csr_matrix(genes_by_cells).T, path)
+    return _tenx(path, X, cell_names, ids, symbols, types)
+
+
+def _feature_types(table: pd.DataFrame, where: str) -> list[str] | None:
+    """Column 3 of a features file when it holds 10x feature types, else None (all genes).
+
+    Cell Ranger writes id, symbol, type; other tools write id, symbol and then chromosome,
+    position, strand or biotype. Column 3 counts as feature types only when every value is
+    one of :data:`_FEATURE_TYPES`; otherwise it is ignored, with a log line that says so.
+    """
+    if table.shape[1] < 3:
+        return None
+    values = table[2].tolist()
+    if set(values) <= _FEATURE_TYPES:
+        return values
+    examples = list(dict.fromkeys(values))[:3]
+    _log.info(
+        "%s: column 3 holds no 10x feature types (values such as %s): all %d features are "
+        "kept as genes",
+        where,
+        ", ".join(repr(v) for v in examples),
+        len(values),
+    )
+    return None
+
+
+def _read_tsv(stream: IO[bytes]) -> pd.DataFrame:
+    return pd.read_csv(
+        stream, sep="\t", header=None, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE
+    )
