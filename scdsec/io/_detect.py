@@ -40,8 +40,9 @@ def detect_format(path: str | Path) -> str:
       ``row_attrs`` and ``col_attrs``: ``loom``;
       ``exprs``, ``obs_names``, ``var_names``: ``cellblast_h5``; a 2-D top-level dataset
       ``X``: ``xy_h5``;
-    - UTF-8 text (plain, gzip, or the only file of a zip) whose first line has tabs:
-      ``tsv``; commas: ``csv`` (whichever separator is more frequent).
+    - UTF-8 text (plain, gzip, or the only file of a zip) whose first line (after any
+      ``#`` comment lines) has tabs: ``tsv``; commas: ``csv`` (whichever separator is more
+      frequent).
 
     Parameters
     ----------
@@ -100,7 +101,9 @@ def _detect_text(head: bytes, path: Path) -> str:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         raise InputError(unknown) from None
-    first_line = text.splitlines()[0] if text.strip() else ""
+    # leading '#' lines are comments (featureCounts writes its command line there)
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    first_line = lines[0] if lines else ""
     tabs, commas = first_line.count("\t"), first_line.count(",")
     if tabs == commas == 0:
         raise InputError(unknown)

@@ -8,7 +8,7 @@ import io
 import logging
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
@@ -21,6 +21,8 @@ from ._common import _content_head, _csr32, _list_keys, _Parsed, _zip_names
 
 _log = logging.getLogger(__name__)
 
+# What orients a CSV/TSV table (see read_counts): cell barcodes, Ensembl gene ids, the
+# mitochondrial and ribosomal-protein gene symbols every transcriptome holds (human, mouse),
 # and the word in the table's corner cell, which names what the rows are.
 _BARCODE = re.compile(r"[ACGT]{10,}")
 _GENE_ID = re.compile(r"ENS[A-Z]*G\d{6,}")
@@ -28,7 +30,23 @@ _HOUSEKEEPING_SYMBOL = re.compile(r"^(mt-|MT-|Mt-|RP[LS]\d|Rp[ls]\d)")
 _MIN_HOUSEKEEPING_SYMBOLS = 3
 _CELL_WORDS = frozenset("cell cells cellid cellname cellbarcode barcode barcodes".split())
 _GENE_WORDS = frozenset(
-    "gene genes geneid geneids genename genesymbol symbol feature features".split()
+    "gene genes geneid geneids genename genesymbol symbol feature features "
+    "entrez entrezid ensembl ensemblid".split()
+)
+# A corner cell that names identifiers makes the first column the row names, whether its values
+# are words or numbers (Entrez gene ids, cell numbers): GeneID, gene_id, cell_name, ID, Name, …
+_ID_CORNER = re.compile(
+    r"^(gene|genes|cell|cells|feature|entrez|ensembl|transcript|probe|row|barcode)?"
+    r"[ _.\-]?(id|ids|name|names|index|symbol|accession)$",
+    re.IGNORECASE,
+)
+# Gene annotation columns that tools write beside the counts of a genes × cells table
+# (featureCounts: Chr Start End Strand Length; R/Bioconductor: seqnames width; biomaRt-style
+# symbols, biotypes, descriptions): compared lower-case with everything but letters removed.
+_GENE_ANNOTATIONS = frozenset(
+    "chr chrom chromosome seqnames seqname start end stop strand length width genelength "
+    "effectivelength biotype genebiotype genetype description genename genesymbol symbol "
+    "externalgenename hgncsymbol mgisymbol".split()
 )
 
 
@@ -74,6 +92,7 @@ def _orientation(
     row_names: list[str] | None,
     corner: str | None,
     requested: list[str],
+    annotations: Sequence[str] = (),
 ) -> tuple[str | None, str]:
     """The ``cells_as="auto"`` rule documented in :func:`read_counts`: (choice, reason).
 
@@ -88,6 +107,8 @@ def _orientation(
     if word in _CELL_WORDS or word in _GENE_WORDS:
         choice = "rows" if word in _CELL_WORDS else "columns"
         return choice, f"the corner cell reads {corner!r}"
+    if annotations:
+        return "columns", f"the header holds gene annotation columns ({', '.join(annotations)})"
     columns_say = {
         "columns": _mostly(col_names, _BARCODE) or _look_like_genes(row_names),
         "rows": _mostly(row_names, _BARCODE) or _look_like_genes(col_names),
@@ -116,25 +137,61 @@ def _examples(names: list[str] | None) -> str:
     return ", ".join(repr(n) for n in names[:3]) + (", …" if len(names) > 3 else "")
 
 
+def _annotation_columns(col_names: list[str] | None, requested: list[str]) -> list[str]:
+    """The header's well-known gene annotation columns (:data:`_GENE_ANNOTATIONS`)."""
+    return [
+        n
+        for n in col_names or []
+        if n not in requested and re.sub(r"[^a-z]", "", n.lower()) in _GENE_ANNOTATIONS
+    ]
+
+
+def _first_lines(path: Path, sep: str) -> tuple[int, list[str] | None, list[str] | None]:
+    """The number of leading ``#`` comment lines (featureCounts' command line), then the first
+    two lines of the table, split into fields."""
+    with _open_table(path) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        n_comments, head = 0, []
+        for line in text:
+            if not head and line.startswith("#"):
+                n_comments += 1
+                continue
+            head.append(line)
+            if len(head) == 2:
+                break
+    rows = list(csv.reader(head, delimiter=sep))
+    rows += [None] * (2 - len(rows))
+    return n_comments, rows[0], rows[1]
+
+
 def _read_table(
     path: Path, sep: str, cells_as: str, requested: list[str], labels: str | None
 ) -> _Parsed:
-    with _open_table(path) as stream:
-        lines = csv.reader(
-            io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""), delimiter=sep
-        )
-        first, second = next(lines, None), next(lines, None)
+    n_comments, first, second = _first_lines(path, sep)
     if first is None or second is None:
         raise InputError(f"{path}: empty count matrix (fewer than two lines)")
+    if n_comments:
+        _log.info("%s: skipped %d comment line(s) starting with '#'", path, n_comments)
     short_header = len(first) == len(second) - 1  # R's write.table: no corner cell
     has_header = first[0] == "" or short_header or not all(_is_number(v) for v in first[1:])
     if has_header:
+        # An index is an index whether its values are words or numbers: the corner cell names
+        # it (GeneID, cell_id, …) or its values are not numbers.
         has_index = (
             first[0] == ""
             or short_header
-            or (first[0] not in requested and not _is_number(second[0]))
+            or (
+                first[0] not in requested
+                and (not _is_number(second[0]) or bool(_ID_CORNER.match(first[0].strip())))
+            )
         )
         col_names = first if short_header or not has_index else first[1:]
+        if has_index and _is_number(second[0]) and first[0] and not short_header:
+            _log.info(
+                "%s: the first column (%r) holds row names, not counts: its header names ids",
+                path,
+                first[0],
+            )
     else:
         has_index, col_names = not _is_number(first[0]), None
     with _open_table(path) as stream:
@@ -142,7 +199,7 @@ def _read_table(
             stream,
             sep=sep,
             header=None,
-            skiprows=1 if has_header else 0,
+            skiprows=n_comments + (1 if has_header else 0),
             index_col=0 if has_index else None,
             low_memory=False,
         )
@@ -153,19 +210,34 @@ def _read_table(
             )
         df.columns = col_names
     row_names = [str(v) for v in df.index] if has_index else None
+    annotations = _annotation_columns(col_names, requested)
     reason = f"cells_as={cells_as!r}"
     if cells_as == "auto":
         corner = first[0] if has_header and has_index and not short_header else None
-        choice, reason = _orientation(col_names, row_names, corner, requested)
+        choice, reason = _orientation(col_names, row_names, corner, requested, annotations)
         if choice is None:
             raise InputError(f"{path}: {reason}")
         cells_as = choice
+    var = None
+    if cells_as == "columns" and annotations:
+        # Gene annotations beside the counts (featureCounts' Chr Start End Strand Length):
+        # set aside in var, never read as cells.
+        keep = [n not in annotations for n in col_names]
+        var = df.loc[:, [not k for k in keep]].reset_index(drop=True)
+        df = df.loc[:, keep]
+        col_names = [n for n, k in zip(col_names, keep, strict=True) if k]
+        _log.info(
+            "%s: set aside %d gene annotation column(s) (%s): kept in var, not read as cells",
+            path,
+            len(annotations),
+            ", ".join(annotations),
+        )
     table = df.set_axis(col_names, axis=1) if col_names else df
     _check_requested(path, requested, labels, table if cells_as == "rows" else table.T)
     if cells_as == "rows":
         parsed = _table_cells_as_rows(path, df, row_names, col_names, requested)
     else:
-        parsed = _table_cells_as_columns(path, df, row_names, col_names, requested)
+        parsed = _table_cells_as_columns(path, df, row_names, col_names, requested, var)
     _log.info(
         "%s: cells are the table's %s (%s): %d cells × %d genes",
         path,
@@ -235,7 +307,9 @@ def _table_cells_as_columns(
     row_names: list[str] | None,
     col_names: list[str] | None,
     requested: list[str],
+    var: pd.DataFrame | None = None,
 ) -> _Parsed:
+    """Cells are the columns; ``var`` holds the gene annotation columns set aside."""
     keys = row_names or []
     is_meta = np.array([k in requested for k in keys], dtype=bool) if keys else None
     if is_meta is None:
@@ -257,11 +331,14 @@ def _table_cells_as_columns(
                 "(scdsec cluster: --metadata-columns)"
             )
         counts = numeric
+    if var is not None and is_meta is not None:
+        var = var.loc[~is_meta].reset_index(drop=True)
     return _Parsed(
         X=_csr32(counts.to_numpy().T, path),
         obs_names=col_names,
         var_names=gene_names,
         obs=obs,
+        var=var,
         available=keys,
     )
 

@@ -72,7 +72,10 @@ def read_counts(
            in the first column ⇒ cells are columns.
         2. The corner cell (above the row names) names the rows: ``cell``, ``cell_id``,
            ``barcode`` … ⇒ cells are rows; ``gene``, ``gene_id``, ``symbol``, ``feature`` …
-           ⇒ cells are columns.
+           ⇒ cells are columns. The header holds well-known gene annotation columns
+           (featureCounts' ``Chr Start End Strand Length``, ``seqnames``, ``width``,
+           ``gene_biotype``, ``description`` …) ⇒ cells are columns; those columns go to
+           ``var`` (logged), never into the counts.
         3. Names that look like cell barcodes (a run of ≥ 10 of A/C/G/T) fill at least half
            of the header, or the first column looks like genes (Ensembl ids ``ENS…G000…`` in
            at least half, or at least three mitochondrial / ribosomal-protein symbols such as
@@ -80,7 +83,10 @@ def read_counts(
 
         When none decides, :class:`InputError` asks for ``cells_as`` (the shape is never
         used to guess). The orientation, its reason and the resulting numbers of cells and
-        genes are logged.
+        genes are logged. Leading ``#`` lines (featureCounts' command line) are skipped.
+        The first column holds row names when the corner cell is empty (or absent, as R
+        writes it), when its values are not numbers, or when the corner names ids
+        (``GeneID``, ``gene_id``, ``cell_id``, ``ID``, ``Name`` …) whatever its values.
     layer
         AnnData and loom files (``.h5ad``, ``.zarr``, ``.loom``) only: take the counts from
         ``layers[layer]`` instead of ``X`` (e.g. ``"counts"`` when ``X`` holds normalised
