@@ -122,3 +122,19 @@ def test_case_12_featurecounts(shared_cases, name: str) -> None:
     truth = pd.read_csv(case / "truth.tsv", sep="\t")
     assert adata.shape == (200, 300) and list(adata.obs_names) == list(truth["cell"])
     assert {"Chr", "Start", "End", "Strand", "Length"} <= set(adata.var.columns)
+
+
+@pytest.mark.parametrize("cells_as", ["rows", "columns"])
+def test_log_names_the_axis_the_barcodes_label(tmp_path, caplog, cells_as: str) -> None:
+    """Kind 9: when barcodes decide, the log says they label the axis that holds the cells."""
+    counts = _counts(20, 15, seed=5)  # generic gene names, barcodes for cells
+    frame = pd.DataFrame(
+        counts,
+        index=[f"g{i}" for i in range(20)],
+        columns=[f"ACGTACGTAC{i:03d}" for i in range(15)],
+    )
+    (frame if cells_as == "columns" else frame.T).to_csv(tmp_path / "b.csv")
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        adata = read_counts(tmp_path / "b.csv")
+    assert adata.shape == (15, 20)
+    assert f"cells are the table's {cells_as} (cell barcodes label the {cells_as})" in caplog.text

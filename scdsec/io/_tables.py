@@ -116,8 +116,10 @@ def _orientation(
     if columns_say["columns"] != columns_say["rows"]:
         choice = "columns" if columns_say["columns"] else "rows"
         genes = row_names if choice == "columns" else col_names
-        what = "gene names" if _look_like_genes(genes) else "cell barcodes"
-        return choice, f"{what} label the {'rows' if choice == 'columns' else 'columns'}"
+        other = "rows" if choice == "columns" else "columns"
+        if _look_like_genes(genes):  # the genes lie on the axis the cells do not
+            return choice, f"gene names label the {other}"
+        return choice, f"cell barcodes label the {choice}"
     absent = (
         f"; {requested[0]!r} (asked for as labels or metadata_columns) is neither in the "
         "header nor in the first column"
