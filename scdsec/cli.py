@@ -193,6 +193,7 @@ def _cluster(args: argparse.Namespace) -> None:
         cells_as=args.cells_as,
         layer=args.layer,
         genome=args.genome,
+        counts=args.counts,
     )
     for name, function in steps.items():
         try:
@@ -330,7 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV/TSV: cells are the table's rows or columns (auto: only where the table says)",
     )
     clu.add_argument(
-        "--layer", help=".h5ad/.zarr/.loom: read the counts from this layer instead of X"
+        "--layer",
+        help=".h5ad/.zarr/.loom: read the counts from this layer instead of X (raw: from .raw, "
+        "where other toolkits keep the counts beside normalised X)",
+    )
+    clu.add_argument(
+        "--counts",
+        default="integer",
+        choices=["integer", "round"],
+        help="integer (default): values must be whole numbers; round: round ambient-RNA-"
+        "corrected counts (non-integer, not log-scaled, e.g. SoupX, DecontX) to whole numbers",
     )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
     clu.add_argument(

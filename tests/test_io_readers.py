@@ -23,8 +23,7 @@ import scipy.sparse as sp
 
 from bad_inputs import digest
 from scdsec import InputError
-from scdsec.io import detect_format, read_counts
-from scdsec.io import _common
+from scdsec.io import _common, detect_format, read_counts
 
 N_CELLS, N_GENES = 40, 30
 DUP_FROM, DUP_AT = 3, 7  # gene DUP_AT repeats the symbol of gene DUP_FROM
@@ -601,7 +600,7 @@ def test_negative_values(truth, tmp_path) -> None:
 def test_non_integer_values(truth, tmp_path) -> None:
     adata = ad.AnnData(np.log1p(truth.counts.astype(np.float32)))
     adata.write_h5ad(tmp_path / "norm.h5ad")
-    _assert_input_error(tmp_path / "norm.h5ad", "normalised")
+    _assert_input_error(tmp_path / "norm.h5ad", "non-integer values in X", "log-transformed")
     with h5py.File(tmp_path / "half.h5", "w") as f:
         f["X"] = truth.counts + 0.5
     _assert_input_error(tmp_path / "half.h5", "non-integer")
@@ -816,7 +815,7 @@ def test_h5ad_without_x_reads_the_named_layer(tmp_path) -> None:
 def test_h5ad_with_normalised_x_points_to_the_counts_layer(tmp_path) -> None:
     path = tmp_path / "normalised.h5ad"
     counts = _h5ad_counts_in_layer(path, np.zeros((50, 30), dtype=np.float32) + 0.5)
-    _assert_input_error(path, "non-integer values", "(in X)", "layer: counts")
+    _assert_input_error(path, "non-integer values in X", "layer: counts")
     _assert_input_error(path, "non-integer", "in layers['log1p']", layer="log1p")
     np.testing.assert_array_equal(read_counts(path, layer="counts").X.toarray(), counts)
 

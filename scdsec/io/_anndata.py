@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._errors import InputError
-from ._common import _check_counts, _csr32, _list_keys, _Parsed
+from ._common import _csr32, _is_whole, _list_keys, _Parsed
+
+_log = logging.getLogger(__name__)
 
 _ANNDATA_FORMATS = ("h5ad", "zarr", "loom")  # read by anndata; `layer` applies
 # Loom attributes that name the cells and the genes (loompy's conventions, then anndata's).
@@ -19,34 +22,57 @@ _LOOM_CELL_NAMES = ("CellID", "obs_names", "cell_names", "Barcode")
 _LOOM_GENE_NAMES = ("Gene", "var_names", "gene_names", "Accession")
 
 
+#: The ``layer`` value that reads ``.raw.X`` (where other toolkits keep the counts beside
+#: normalised values in X), unless the file has a layer of that name; ``raw.X`` always does.
+RAW = "raw"
+_RAW_ALWAYS = "raw.X"
+
+
 def _read_anndata(path: Path, fmt: str, layer: str | None) -> _Parsed:
-    """An ``.h5ad``, AnnData ``.zarr`` or ``.loom`` file, read by anndata; counts from X or a
-    layer."""
+    """An ``.h5ad``, AnnData ``.zarr`` or ``.loom`` file, read by anndata; counts from X, a
+    layer, or ``.raw`` (``layer="raw"`` when no layer has that name, or ``"raw.X"``)."""
     with warnings.catch_warnings():  # duplicated names get our own warning in _finish
         warnings.filterwarnings("ignore", message=r".* names are not unique")
         if fmt == "loom":
             adata = _read_loom(path)
         else:
             adata = (ad.read_h5ad if fmt == "h5ad" else ad.read_zarr)(path)
-    if layer is not None:
+    var_names, var = list(adata.var_names), adata.var.copy()
+    if layer == _RAW_ALWAYS or (layer == RAW and RAW not in adata.layers):
+        if adata.raw is None:
+            raise InputError(
+                f"{path}: no layer {layer!r} and no .raw (counts as other toolkits export them "
+                f"beside normalised X); layers: {_list_keys(adata.layers)}"
+            )
+        matrix, where = adata.raw.X, ".raw"
+        var_names, var = list(adata.raw.var_names), adata.raw.var.copy()
+        _log.info(
+            "%s: counts read from .raw (%d genes; X has %d)", path, len(var_names), adata.n_vars
+        )
+    elif layer is not None:
         if layer not in adata.layers:
-            raise InputError(f"{path}: no layer {layer!r}; layers: {_list_keys(adata.layers)}")
+            raise InputError(
+                f"{path}: no layer {layer!r}; layers: {_list_keys(adata.layers)}"
+                + ("; .raw: layer: raw" if adata.raw is not None else "")
+            )
         matrix, where = adata.layers[layer], f"layers[{layer!r}]"
     elif adata.X is None:
         raise InputError(f"{path}: the AnnData file has no X; {_counts_layers_hint(adata)}")
     else:
         matrix, where = adata.X, "X"
+    hint = _counts_layers_hint(adata, exclude=".raw" if where == ".raw" else layer)
     try:
         X = _csr32(matrix, path)
     except InputError as err:
-        hint = _counts_layers_hint(adata, exclude=layer)
         raise InputError(f"{err} (in {where}); {hint}") from None
     return _Parsed(
         X=X,
         obs_names=list(adata.obs_names),
-        var_names=list(adata.var_names),
+        var_names=var_names,
         obs=adata.obs.copy(),
-        var=adata.var.copy(),
+        var=var,
+        where=where,
+        hint=hint,
     )
 
 
@@ -74,20 +100,29 @@ def _read_loom(path: Path) -> ad.AnnData:
 
 
 def _counts_layers_hint(adata: ad.AnnData, exclude: str | None = None) -> str:
-    """Which layers hold whole non-negative numbers, as advice to set ``layer``."""
-    whole = [name for name in adata.layers if name != exclude and _holds_counts(adata.layers[name])]
+    """Which layers (and ``.raw``) hold whole non-negative numbers, as advice to set ``layer``;
+    ``exclude`` is the layer (or ``".raw"``) already read."""
+    whole = [
+        name for name in adata.layers if name != exclude and _is_whole(_values(adata.layers[name]))
+    ]
+    raw = adata.raw is not None and exclude != ".raw" and _is_whole(_values(adata.raw.X))
+    hints = []
+    if raw:
+        hints.append(
+            ".raw holds whole numbers (the counts, as other toolkits export them) — read them "
+            f"with layer: {RAW} (scdsec cluster --layer {RAW})"
+        )
     if whole:
-        return (
+        hints.append(
             f"layers that hold whole numbers: {_list_keys(whole)} — name one with "
             f"layer: {whole[0]} (scdsec cluster --layer {whole[0]})"
         )
-    return f"no layer holds whole numbers (layers: {_list_keys(list(adata.layers))})"
+    if hints:
+        return "; ".join(hints)
+    return f"no layer holds whole numbers (layers: {_list_keys(list(adata.layers))})" + (
+        ", nor does .raw" if adata.raw is not None and exclude != ".raw" else ""
+    )
 
 
-def _holds_counts(matrix: sp.spmatrix | np.ndarray) -> bool:
-    values = matrix.data if sp.issparse(matrix) else np.asarray(matrix)
-    try:
-        _check_counts(np.asarray(values), Path())
-    except InputError:
-        return False
-    return True
+def _values(matrix: sp.spmatrix | np.ndarray) -> np.ndarray:
+    return np.asarray(matrix.data if sp.issparse(matrix) else matrix)

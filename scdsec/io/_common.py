@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 import zipfile
 from collections.abc import Sequence
@@ -15,6 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .._errors import InputError
+
+_log = logging.getLogger(__name__)
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -38,6 +41,10 @@ class _Parsed:
     available: list[str] | None = None
     # Lengths of annotations that could not join obs: their length is not the number of cells.
     misfits: dict[str, int] | None = None
+    # Where the counts were read ("X", ".raw", "layers['counts']") and where else whole numbers are,
+    # for the message on non-integer values.
+    where: str = ""
+    hint: str = ""
 
 
 def _content_head(path: Path) -> tuple[str, bytes]:
@@ -69,7 +76,8 @@ def _list_keys(keys: Sequence[str], limit: int = 20) -> str:
 
 
 def _check_counts(values: np.ndarray, path: Path) -> None:
-    """Raise unless ``values`` are finite, whole and non-negative."""
+    """Raise unless ``values`` are finite and non-negative numbers (whole numbers are checked
+    on the whole matrix by :func:`_whole_counts`)."""
     if values.size == 0 or values.dtype.kind in "ub":
         return
     if values.dtype.kind not in "if":
@@ -81,13 +89,107 @@ def _check_counts(values: np.ndarray, path: Path) -> None:
         raise InputError(
             f"{path}: negative values in the count matrix (min {low}); expected raw counts"
         )
-    if values.dtype.kind == "f":
-        fractional = values[np.rint(values) != values]
-        if fractional.size:
-            raise InputError(
-                f"{path}: non-integer values in the count matrix (e.g. {fractional[0]}); "
-                "it looks normalised, not raw counts"
+
+
+def _is_whole(values: np.ndarray) -> bool:
+    """True if ``values`` are finite, non-negative whole numbers."""
+    values = np.asarray(values)
+    if values.size == 0 or values.dtype.kind in "ub":
+        return True
+    if values.dtype.kind not in "if" or not np.isfinite(values).all() or values.min() < 0:
+        return False
+    return values.dtype.kind == "i" or bool((np.rint(values) == values).all())
+
+
+#: Values of ``counts`` (see :func:`scdsec.io.read_counts`).
+COUNTS = ("integer", "round")
+# Values above this cannot be log-scaled counts (log1p of 10^10 is 23).
+_LOG_MAX = 25.0
+# Cells tested for values that are whole multiples of one factor per cell.
+_SCALE_TEST_CELLS = 2000
+
+
+def _non_integer_kind(X: sp.csr_matrix) -> str:
+    """What a non-negative matrix with non-integer values holds: ``"log"``, ``"normalised"``
+    or ``"corrected"``.
+
+    Log-scaled values are all at most :data:`_LOG_MAX`; normalised counts (scaled per cell:
+    counts per 10,000 or per million, size factors) have equal cell totals, or each cell's
+    values are whole multiples of one factor (its smallest value over 1 … 6); other non-integer values (non-negative,
+    not log-scaled, not scaled per cell) look like ambient-RNA-corrected counts, as SoupX,
+    DecontX or CellBender's posterior write them.
+    """
+    if X.data.max() <= _LOG_MAX:
+        return "log"
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    totals = totals[totals > 0]
+    if totals.size > 1 and totals.std() <= 1e-3 * totals.mean():
+        return "normalised"
+    sample = X[: _SCALE_TEST_CELLS * 2]
+    lengths = np.diff(sample.indptr)
+    rows = np.flatnonzero(lengths >= 3)[:_SCALE_TEST_CELLS]
+    if rows.size:
+        scaled = 0
+        for row in rows:
+            values = sample.data[sample.indptr[row] : sample.indptr[row + 1]].astype(np.float64)
+            ratio = values / values.min()  # the smallest value may be 1, 2, … times the factor
+            scaled += any(
+                bool((np.abs(m * ratio - np.rint(m * ratio)) <= 1e-3 + 1e-6 * m * ratio).all())
+                for m in range(1, 7)
             )
+        if scaled >= 0.9 * rows.size:
+            return "normalised"
+    return "corrected"
+
+
+def _whole_counts(
+    X: sp.csr_matrix, path: Path, counts: str = "integer", where: str = "", hint: str = ""
+) -> sp.csr_matrix:
+    """``X`` (cells × genes, finite, non-negative) if its values are whole numbers; with
+    ``counts="round"``, corrected counts rounded to the nearest whole number (logged).
+
+    Raises :class:`InputError` on non-integer values, saying whether they look log-scaled,
+    normalised or like corrected counts (and then naming ``counts: round``); ``where``
+    (e.g. ``"X"``) and ``hint`` (where whole numbers are) complete the message.
+    """
+    fractional = np.flatnonzero(np.rint(X.data) != X.data)
+    if not fractional.size:
+        return X
+    kind = _non_integer_kind(X)
+    if kind == "corrected" and counts == "round":
+        total = float(X.data.sum())
+        X = X.copy()
+        np.rint(X.data, out=X.data)
+        X.eliminate_zeros()
+        _log.info(
+            "%s: rounded %d non-integer values %s to whole numbers (counts: round): total "
+            "counts %.6g before, %.6g after",
+            path,
+            fractional.size,
+            f"in {where}" if where else "in the count matrix",
+            total,
+            float(X.data.sum()),
+        )
+        return X
+    found = (
+        f"{path}: non-integer values in {where or 'the count matrix'} "
+        f"(e.g. {X.data[fractional[0]]:.6g}; {fractional.size:,} of {X.nnz:,} non-zero values)"
+    )
+    if kind == "corrected":
+        advice = (
+            "they look like ambient-RNA-corrected counts (non-negative, not log-scaled, not "
+            "scaled per cell, as SoupX or DecontX write them); to round them to whole numbers "
+            "set counts: round (scdsec cluster --counts round)"
+        )
+    elif kind == "log":
+        advice = f"they look log-transformed (largest value {X.data.max():.3g}), not raw counts" + (
+            " (counts: round applies only to corrected counts)" if counts == "round" else ""
+        )
+    else:
+        advice = "they look normalised (scaled per cell), not raw counts" + (
+            " (counts: round applies only to corrected counts)" if counts == "round" else ""
+        )
+    raise InputError(f"{found}: {advice}" + (f"; {hint}" if hint else ""))
 
 
 def _csr32(matrix: sp.spmatrix | np.ndarray, path: Path) -> sp.csr_matrix:

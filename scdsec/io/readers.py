@@ -23,7 +23,7 @@ from anndata.utils import make_index_unique
 
 from .._errors import InputError
 from ._anndata import _ANNDATA_FORMATS, _read_anndata
-from ._common import _list_keys, _one_line, _Parsed
+from ._common import COUNTS, _list_keys, _one_line, _Parsed, _whole_counts
 from ._detect import detect_format
 from ._tables import _read_table
 from ._tenx import _read_10x_h5, _read_10x_mtx
@@ -46,6 +46,7 @@ def read_counts(
     cells_as: str = "auto",
     layer: str | None = None,
     genome: str | None = None,
+    counts: str = "integer",
 ) -> ad.AnnData:
     """Read a raw count matrix as cells × genes AnnData.
 
@@ -91,8 +92,17 @@ def read_counts(
         AnnData and loom files (``.h5ad``, ``.zarr``, ``.loom``) only: take the counts from
         ``layers[layer]`` instead of ``X`` (e.g. ``"counts"`` when ``X`` holds normalised
         values or is absent; ``"unspliced"`` in a velocyto loom).
+        ``"raw"`` reads ``.raw.X`` (with ``.raw``'s genes), where other toolkits keep the
+        counts beside normalised values in ``X``, unless the file has a layer named
+        ``raw``; ``"raw.X"`` always reads ``.raw``.
     genome
         10x HDF5 only: the genome to keep from a file with several (required there).
+    counts
+        ``"integer"`` (default): the values must be whole numbers. ``"round"``: values that
+        look like ambient-RNA-corrected counts (non-integer, non-negative, not log-scaled,
+        not scaled per cell, as SoupX or DecontX write them) are rounded to the nearest whole
+        number (logged with the totals before and after). Log-transformed or normalised
+        values are refused either way.
 
     Returns
     -------
@@ -108,8 +118,10 @@ def read_counts(
     ------
     InputError
         Missing or unreadable file, unknown layout, empty matrix, negative or non-integer
-        values (for AnnData files the message names the layers that hold whole numbers), no
-        ``X`` and no ``layer``, a ``layer`` that is absent or given for another format,
+        values (the message says whether they look log-transformed, normalised, or like
+        corrected counts and then names ``counts: round``; for AnnData files it names the
+        layers, and ``.raw``, that hold whole numbers), no ``X`` and no ``layer``, a
+        ``layer`` that is absent or given for another format, an unknown ``counts``,
         non-numeric columns not listed in ``metadata_columns``, a table whose orientation its
         content does not decide (with ``cells_as="auto"``), or a ``labels`` /
         ``metadata_columns`` key that is not in the file.
@@ -117,6 +129,8 @@ def read_counts(
     path = Path(path)
     if cells_as not in ("auto", "rows", "columns"):
         raise InputError(f"{path}: cells_as={cells_as!r}; expected 'auto', 'rows' or 'columns'")
+    if counts not in COUNTS:
+        raise InputError(f"{path}: counts={counts!r}; expected one of {COUNTS}")
     if isinstance(metadata_columns, str):
         metadata_columns = (metadata_columns,)
     requested = ([labels] if labels is not None else []) + list(metadata_columns)
@@ -149,7 +163,7 @@ def read_counts(
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, tarfile.TarError) as exc:
         raise InputError(f"{path}: cannot read as {fmt}: {_one_line(exc)}") from exc
-    return _finish(path, fmt, parsed, labels, requested)
+    return _finish(path, fmt, parsed, labels, requested, counts)
 
 
 _READERS = {
@@ -160,7 +174,12 @@ _READERS = {
 
 
 def _finish(
-    path: Path, fmt: str, parsed: _Parsed, labels: str | None, requested: list[str]
+    path: Path,
+    fmt: str,
+    parsed: _Parsed,
+    labels: str | None,
+    requested: list[str],
+    counts: str = "integer",
 ) -> ad.AnnData:
     """Check the matrix, name cells and genes, attach labels and provenance."""
     X = parsed.X
@@ -169,6 +188,7 @@ def _finish(
         raise InputError(f"{path}: empty count matrix ({n_cells} cells × {n_genes} genes)")
     if X.nnz == 0:
         raise InputError(f"{path}: the count matrix ({n_cells} × {n_genes}) is all zero")
+    X = _whole_counts(X, path, counts, parsed.where, parsed.hint)
     obs_names = _unique_names(parsed.obs_names, n_cells, "cell", path)
     var_names = _unique_names(parsed.var_names, n_genes, "gene", path)
     obs = pd.DataFrame(index=obs_names) if parsed.obs is None else parsed.obs.set_axis(obs_names)
