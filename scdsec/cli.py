@@ -194,6 +194,7 @@ def _cluster(args: argparse.Namespace) -> None:
         layer=args.layer,
         genome=args.genome,
         counts=args.counts,
+        sample=args.sample,
     )
     for name, function in steps.items():
         try:
@@ -343,6 +344,12 @@ def build_parser() -> argparse.ArgumentParser:
         "corrected counts (non-integer, not log-scaled, e.g. SoupX, DecontX) to whole numbers",
     )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
+    clu.add_argument(
+        "--sample",
+        help="10x .mtx folder/archive with several samples (GEO's GSM…_matrix.mtx.gz): the "
+        "sample to cluster (its prefix, e.g. a GSM id), or all (each cell's sample in "
+        "obs['sample'])",
+    )
     clu.add_argument(
         "--metadata-columns",
         default="",

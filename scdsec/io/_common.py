@@ -22,7 +22,6 @@ _log = logging.getLogger(__name__)
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = b"PK\x03\x04"
-_MTX_MAGIC = b"%%MatrixMarket"
 _HEAD_BYTES = 1 << 16
 # Dense matrices are read in blocks of about this many values (32 MiB as float64).
 _BLOCK_VALUES = 1 << 22
@@ -115,9 +114,9 @@ def _non_integer_kind(X: sp.csr_matrix) -> str:
 
     Log-scaled values are all at most :data:`_LOG_MAX`; normalised counts (scaled per cell:
     counts per 10,000 or per million, size factors) have equal cell totals, or each cell's
-    values are whole multiples of one factor (its smallest value over 1 … 6); other non-integer values (non-negative,
-    not log-scaled, not scaled per cell) look like ambient-RNA-corrected counts, as SoupX,
-    DecontX or CellBender's posterior write them.
+    values are whole multiples of one factor (its smallest value over 1 … 6); other
+    non-integer values (non-negative, not log-scaled, not scaled per cell) look like
+    ambient-RNA-corrected counts, as SoupX or DecontX write them.
     """
     if X.data.max() <= _LOG_MAX:
         return "log"

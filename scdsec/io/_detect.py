@@ -19,7 +19,7 @@ from ._common import (
     _one_line,
     _zip_names,
 )
-from ._tenx import _MATRIX_FILES, _MTX_MAGIC, _find_matrix, _is_10x_group, _mtx_source
+from ._tenx import _MATRIX_NAME, _MTX_MAGIC, _find_samples, _is_10x_group, _mtx_source
 
 
 def detect_format(path: str | Path) -> str:
@@ -28,7 +28,8 @@ def detect_format(path: str | Path) -> str:
     Rules, in order:
 
     - a folder holding ``.zgroup`` or ``zarr.json``: ``zarr`` (an AnnData zarr store);
-    - a folder holding ``matrix.mtx(.gz)`` (in it or a subfolder) with
+    - a folder holding ``matrix.mtx(.gz)``, maybe with a sample prefix as public archives
+      name it (``GSM…_matrix.mtx.gz``; in it or a subfolder) with
       ``features.tsv(.gz)`` or ``genes.tsv(.gz)`` and ``barcodes.tsv(.gz)`` beside it, or a
       zip / tar / tar.gz archive (ustar magic at offset 257, possibly inside gzip) holding
       one: ``10x_mtx``; so is a Matrix Market file itself (``%%MatrixMarket``, maybe
@@ -67,7 +68,7 @@ def detect_format(path: str | Path) -> str:
             return "zarr"
         if path.is_dir():
             with _mtx_source(path) as (names, _, _):
-                _find_matrix(names, path)
+                _find_samples(names, path)
             return "10x_mtx"
         container, head = _content_head(path)
         if container == "plain" and (head.startswith(_HDF5_MAGIC) or h5py.is_hdf5(path)):
@@ -76,7 +77,7 @@ def detect_format(path: str | Path) -> str:
             return _detect_zip(path)
         if _is_tar(head):
             with _mtx_source(path) as (names, _, _):
-                _find_matrix(names, path)
+                _find_samples(names, path)
             return "10x_mtx"
         if head.startswith(_HDF5_MAGIC):
             raise InputError(f"{path}: gzip-compressed HDF5; decompress it first")
@@ -146,9 +147,11 @@ def _attr(obj: h5py.HLObject, name: str) -> str | None:
 def _detect_zip(path: Path) -> str:
     with zipfile.ZipFile(path) as zf:
         names = _zip_names(zf)
-        if any(posixpath.basename(n) in _MATRIX_FILES for n in names):
+        if any(_MATRIX_NAME.match(posixpath.basename(n)) for n in names):
             return "10x_mtx"
         if len(names) == 1:
             with zf.open(names[0]) as fh:
                 return _detect_text(fh.read(_HEAD_BYTES), path)
-    raise InputError(f"{path}: zip archive of {len(names)} files, none of them matrix.mtx(.gz)")
+    raise InputError(
+        f"{path}: zip archive of {len(names)} files, none of them (<sample>_)matrix.mtx(.gz)"
+    )

@@ -6,6 +6,7 @@ import csv
 import gzip
 import logging
 import posixpath
+import re
 import tarfile
 import warnings
 import zipfile
@@ -36,7 +37,6 @@ _log = logging.getLogger(__name__)
 
 _MTX_MAGIC = b"%%MatrixMarket"
 
-_MATRIX_FILES = ("matrix.mtx.gz", "matrix.mtx")
 _FEATURE_FILES = ("features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv")
 _BARCODE_FILES = ("barcodes.tsv.gz", "barcodes.tsv")
 _GENE_EXPRESSION = "Gene Expression"
@@ -173,24 +173,91 @@ def _describe_files(names: list[str], limit: int = 5) -> str:
     return f"{len(names)} file{'s' if len(names) > 1 else ''} ({shown}): point to the count file"
 
 
-def _find_matrix(names: list[str], path: Path) -> str:
-    found = [n for n in names if posixpath.basename(n) in _MATRIX_FILES]
+# A matrix file: 10x's matrix.mtx(.gz), or with a sample prefix as public archives name them
+# (GEO: GSM1234567_donor1_matrix.mtx.gz beside GSM1234567_donor1_features.tsv.gz, …).
+_MATRIX_NAME = re.compile(r"^(?P<prefix>.*?)matrix\.mtx(\.gz)?$")
+_SEPARATORS = "_.- "
+#: The ``sample`` value that reads every sample of a folder or archive together.
+ALL_SAMPLES = "all"
+
+
+def _find_samples(names: list[str], path: Path) -> dict[str, str]:
+    """The matrix files among ``names``, by sample: the file's prefix (``GSM…_donor1`` of
+    ``GSM…_donor1_matrix.mtx.gz``), else its folder (``raw`` of ``raw/matrix.mtx.gz``).
+
+    Raises :class:`InputError` when there is none.
+    """
+    found = [n for n in names if _MATRIX_NAME.match(posixpath.basename(n))]
     if not found:
         raise InputError(
-            f"{path}: not a 10x matrix folder or archive (no matrix.mtx(.gz)); it holds "
-            f"{_describe_files(names)}"
+            f"{path}: not a 10x matrix folder or archive (no matrix.mtx(.gz), nor "
+            f"<sample>_matrix.mtx(.gz)); it holds {_describe_files(names)}"
         )
-    if len(found) > 1:
-        raise InputError(f"{path}: several matrix files ({', '.join(found)}); point to one folder")
-    return found[0]
+    labels = [_sample_label(n) for n in found]
+    if len(set(labels)) < len(labels):  # the same prefix in several folders
+        labels = [re.sub(r"[_.\- ]?matrix\.mtx(\.gz)?$", "", n) or n for n in found]
+    return dict(zip(labels, found, strict=True))
 
 
-def _sibling(names: list[str], folder: str, candidates: tuple[str, ...]) -> str | None:
-    present = set(names)
-    return next(
-        (posixpath.join(folder, c) for c in candidates if posixpath.join(folder, c) in present),
-        None,
+def _prefix(matrix: str) -> str:
+    """What comes before ``matrix.mtx(.gz)`` in the file's name (a matrix file given itself
+    may be named otherwise: then its name without ``.mtx(.gz)``)."""
+    name = posixpath.basename(matrix)
+    found = _MATRIX_NAME.match(name)
+    return found["prefix"] if found else re.sub(r"(\.mtx)?(\.gz)?$", "", name)
+
+
+def _sample_label(matrix: str) -> str:
+    prefix = _prefix(matrix).strip(_SEPARATORS)
+    return prefix or posixpath.dirname(matrix) or posixpath.basename(matrix)
+
+
+def _choose_samples(samples: dict[str, str], sample: str | None, path: Path) -> list[str]:
+    """The samples to read: the only one, the one ``sample`` names (exactly, or the only one
+    it begins, such as a GSM id), or all of them with ``sample="all"``."""
+    listing = ", ".join(f"{label!r} ({file})" for label, file in samples.items())
+    if sample == ALL_SAMPLES:
+        return list(samples)
+    if sample is None:
+        if len(samples) == 1:
+            return list(samples)
+        first = next(iter(samples))
+        raise InputError(
+            f"{path}: several matrix files, one per sample ({listing}); choose one with "
+            f"sample: {first} in the dataset's entry (scdsec cluster --sample {first}), or read "
+            f"them together with sample: {ALL_SAMPLES} (each cell's sample in obs['sample'])"
+        )
+    if sample in samples:
+        return [sample]
+    starting = [label for label in samples if label.startswith(sample)]
+    if len(starting) == 1:
+        return starting
+    raise InputError(
+        f"{path}: sample {sample!r} names {'several' if starting else 'none'} of the samples "
+        f"({listing}); give one of them, or {ALL_SAMPLES}"
     )
+
+
+def _sibling(names: list[str], matrix: str, candidates: tuple[str, ...]) -> str | None:
+    """The annotation file beside ``matrix``: ``candidates`` with the matrix's own prefix
+    (``GSM…_features.tsv.gz``), else the only file of that kind in its folder."""
+    folder = posixpath.dirname(matrix)
+    prefix = _prefix(matrix)
+    present = set(names)
+    for c in candidates:
+        if posixpath.join(folder, prefix + c) in present:
+            return posixpath.join(folder, prefix + c)
+    beside = [
+        n
+        for n in names
+        if posixpath.dirname(n) == folder and posixpath.basename(n).endswith(candidates)
+    ]
+    stem = prefix.strip(_SEPARATORS)
+    if stem:  # GSM…_donor1 with a features file named GSM…_donor1.features.tsv.gz and the like
+        mine = [n for n in beside if posixpath.basename(n).startswith(stem)]
+        if len(mine) == 1:
+            return mine[0]
+    return beside[0] if len(beside) == 1 else None
 
 
 @contextmanager
@@ -204,35 +271,84 @@ def _gunzipped(stream: IO[bytes]) -> Iterator[IO[bytes]]:
             yield stream
 
 
-def _read_10x_mtx(path: Path) -> _Parsed:
+def _read_10x_mtx(path: Path, sample: str | None = None) -> _Parsed:
+    """A Matrix Market triplet (``matrix.mtx``, ``features.tsv``/``genes.tsv``,
+    ``barcodes.tsv``, each maybe gzipped and with a sample prefix) in a folder, a zip or tar
+    archive, or beside the matrix file given itself; ``sample`` chooses among several
+    samples (see :func:`_choose_samples`), reading them together under ``"all"``."""
     with _mtx_source(path) as (names, open_member, forced):
-        matrix = forced or _find_matrix(names, path)
-        folder = posixpath.dirname(matrix)
-        features = _sibling(names, folder, _FEATURE_FILES)
-        barcodes = _sibling(names, folder, _BARCODE_FILES)
-        for found, wanted in (
-            (features, "features.tsv(.gz) or genes.tsv(.gz)"),
-            (barcodes, "barcodes.tsv(.gz)"),
-        ):
-            if found is None:
-                raise InputError(f"{path}: no {wanted} beside {matrix}")
-        with _gunzipped(open_member(matrix)) as fh:
-            if not fh.peek(len(_MTX_MAGIC)).startswith(_MTX_MAGIC):
-                raise InputError(f"{path}: {matrix} is not a Matrix Market file")
-            genes_by_cells = scipy.io.mmread(fh)
-        with _gunzipped(open_member(features)) as fh:
-            feature_table = _read_tsv(fh)
-        with _gunzipped(open_member(barcodes)) as fh:
-            cell_names = _read_tsv(fh)[0].tolist()
+        samples = {_sample_label(forced): forced} if forced else _find_samples(names, path)
+        chosen = _choose_samples(samples, sample, path)
+        parts = [
+            (label, _read_triplet(path, names, open_member, samples[label])) for label in chosen
+        ]
+    if len(parts) == 1:
+        return parts[0][1]
+    return _together(path, parts)
+
+
+def _read_triplet(
+    path: Path, names: list[str], open_member: Callable[[str], IO[bytes]], matrix: str
+) -> _Parsed:
+    features = _sibling(names, matrix, _FEATURE_FILES)
+    barcodes = _sibling(names, matrix, _BARCODE_FILES)
+    for found, wanted in (
+        (features, "features.tsv(.gz) or genes.tsv(.gz)"),
+        (barcodes, "barcodes.tsv(.gz)"),
+    ):
+        if found is None:
+            raise InputError(f"{path}: no {wanted} beside {matrix}")
+    with _gunzipped(open_member(matrix)) as fh:
+        if not fh.peek(len(_MTX_MAGIC)).startswith(_MTX_MAGIC):
+            raise InputError(f"{path}: {matrix} is not a Matrix Market file")
+        genes_by_cells = scipy.io.mmread(fh)
+    with _gunzipped(open_member(features)) as fh:
+        feature_table = _read_tsv(fh)
+    with _gunzipped(open_member(barcodes)) as fh:
+        cell_names = _read_tsv(fh)[0].tolist()
     if len(cell_names) != genes_by_cells.shape[1]:
         raise InputError(
-            f"{path}: {len(cell_names)} barcodes for {genes_by_cells.shape[1]} matrix columns"
+            f"{path}: {len(cell_names)} barcodes in {barcodes} for {genes_by_cells.shape[1]} "
+            f"matrix columns in {matrix}"
         )
     ids = feature_table[0].tolist()
     symbols = feature_table[1].tolist() if feature_table.shape[1] > 1 else ids
     types = _feature_types(feature_table, f"{path}: {features}")
     X = _csr32(sp.csr_matrix(genes_by_cells).T, path)
     return _tenx(path, X, cell_names, ids, symbols, types)
+
+
+def _together(path: Path, parts: list[tuple[str, _Parsed]]) -> _Parsed:
+    """Several samples' cells stacked: the same genes in the same order required; each cell
+    named ``<barcode>-<sample>`` (as ``anndata.concat(..., index_unique="-")``) and its sample
+    in ``obs["sample"]``."""
+    first_label, first = parts[0]
+    for label, part in parts[1:]:
+        if not part.var["gene_ids"].equals(first.var["gene_ids"]):
+            raise InputError(
+                f"{path}: samples {first_label!r} and {label!r} list different genes (or in "
+                "another order); choose one sample with sample: <name>"
+            )
+    X = sp.vstack([part.X for _, part in parts], format="csr")
+    obs_names = [f"{cell}-{label}" for label, part in parts for cell in part.obs_names]
+    samples = [label for label, part in parts for _ in range(part.X.shape[0])]
+    _log.info(
+        "%s: read %d samples together (%s): cells named <barcode>-<sample>, the sample in "
+        "obs['sample']",
+        path,
+        len(parts),
+        ", ".join(f"{label}: {part.X.shape[0]} cells" for label, part in parts),
+    )
+    return _Parsed(
+        X=X,
+        obs_names=obs_names,
+        var_names=first.var_names,
+        obs=pd.DataFrame(
+            {"sample": pd.Categorical(samples, categories=[label for label, _ in parts])}
+        ),
+        var=first.var,
+        available=["sample"],
+    )
 
 
 def _feature_types(table: pd.DataFrame, where: str) -> list[str] | None:

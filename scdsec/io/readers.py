@@ -47,6 +47,7 @@ def read_counts(
     layer: str | None = None,
     genome: str | None = None,
     counts: str = "integer",
+    sample: str | None = None,
 ) -> ad.AnnData:
     """Read a raw count matrix as cells × genes AnnData.
 
@@ -97,6 +98,14 @@ def read_counts(
         ``raw``; ``"raw.X"`` always reads ``.raw``.
     genome
         10x HDF5 only: the genome to keep from a file with several (required there).
+    sample
+        10x Matrix Market only: which sample to read from a folder or archive that holds
+        several (public archives such as GEO's ``GSE…_RAW.tar`` hold one
+        ``GSM…_matrix.mtx.gz`` triplet per sample; required there): the sample's prefix
+        (``GSM…_donor1``, or only as much of it as names one, e.g. ``GSM…``) or, for
+        unprefixed triplets, its folder; ``"all"`` reads every sample together, each cell
+        named ``<barcode>-<sample>`` with its sample in ``obs["sample"]`` (the samples must
+        list the same genes).
     counts
         ``"integer"`` (default): the values must be whole numbers. ``"round"``: values that
         look like ambient-RNA-corrected counts (non-integer, non-negative, not log-scaled,
@@ -144,6 +153,11 @@ def read_counts(
         raise InputError(f"{path}: unknown format {format!r}; expected 'auto' or one of {FORMATS}")
     if genome is not None and fmt != "10x_h5":
         raise InputError(f"{path}: genome={genome!r} applies to 10x HDF5 files; this file is {fmt}")
+    if sample is not None and fmt != "10x_mtx":
+        raise InputError(
+            f"{path}: sample={sample!r} applies to 10x Matrix Market folders and archives "
+            f"(matrix.mtx triplets); this file is {fmt}"
+        )
     if layer is not None and fmt not in _ANNDATA_FORMATS:
         raise InputError(
             f"{path}: layer={layer!r} applies to AnnData and loom files (.h5ad, .zarr, .loom); "
@@ -157,6 +171,8 @@ def read_counts(
             parsed = _read_anndata(path, fmt, layer)
         elif fmt == "10x_h5":
             parsed = _read_10x_h5(path, genome)
+        elif fmt == "10x_mtx":
+            parsed = _read_10x_mtx(path, sample)
         else:
             parsed = _READERS[fmt](path)
     except InputError:
@@ -167,7 +183,6 @@ def read_counts(
 
 
 _READERS = {
-    "10x_mtx": _read_10x_mtx,
     "xy_h5": _read_xy_h5,
     "cellblast_h5": _read_cellblast_h5,
 }
