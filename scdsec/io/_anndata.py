@@ -89,9 +89,30 @@ def _read_loom(path: Path) -> ad.AnnData:
     with h5py.File(path, "r") as f:
         cells = next((n for n in _LOOM_CELL_NAMES if n in f["col_attrs"]), None)
         genes = next((n for n in _LOOM_GENE_NAMES if n in f["row_attrs"]), None)
+        version = f.attrs.get("LOOM_SPEC_VERSION")
+        version = version.decode() if isinstance(version, bytes) else str(version or "")
+        # Loom 3 keeps the global attributes in an /attrs group; files that say 3.x without
+        # one (written by hand or by other tools) are read without loompy's validation,
+        # which stops on them, and their global attributes are read from the root's.
+        no_attrs = version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3
+        no_attrs = no_attrs and "attrs" not in f
+    if no_attrs:
+        _log.info(
+            "%s: the loom file says LOOM_SPEC_VERSION %s but has no /attrs group (where loom 3 "
+            "keeps its global attributes): read without them",
+            path,
+            version,
+        )
     with warnings.catch_warnings():  # unnamed axes: named below
         warnings.filterwarnings("ignore", category=ad.ImplicitModificationWarning)
-        adata = read_loom(path, sparse=True, obs_names=cells or "", var_names=genes or "")
+        adata = read_loom(
+            path,
+            sparse=True,
+            obs_names=cells or "",
+            var_names=genes or "",
+            X_name="",  # X is the main matrix (anndata's default would take a spliced layer)
+            **({"validate": False} if no_attrs else {}),
+        )
     if cells is None:
         adata.obs_names = [f"cell_{i}" for i in range(adata.n_obs)]
     if genes is None:

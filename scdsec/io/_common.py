@@ -241,6 +241,7 @@ def _names(values: np.ndarray) -> list[str]:
 
 
 _TRUNCATED_HDF5 = re.compile(r"truncated file: eof = (\d+).*stored_eof = (\d+)")
+_MISSING_HDF5 = re.compile(r"object '([^']+)' doesn't exist")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -253,4 +254,7 @@ def _one_line(exc: BaseException) -> str:
             f"the HDF5 file is truncated ({size:,} of its {expected:,} bytes): the download "
             "or copy did not finish; fetch it again"
         )
+    missing = _MISSING_HDF5.search(text)
+    if missing:
+        return f"the file has no {missing[1]!r}, which this format needs"
     return text
