@@ -33,6 +33,10 @@ __all__ = ["FORMATS", "detect_format", "read_counts"]
 
 _log = logging.getLogger(__name__)
 
+#: The obs column that keeps the cells' names as the file gives them when duplicated names
+#: are made unique (``-1``, ``-2`` … appended), so that every cell maps back to its input row.
+ORIGINAL_OBS_NAME = "original_obs_name"
+
 #: Values of ``format`` that :func:`read_counts` accepts besides ``"auto"``.
 FORMATS = ("h5ad", "zarr", "loom", "10x_h5", "10x_mtx", "csv", "tsv", "xy_h5", "cellblast_h5")
 
@@ -118,7 +122,8 @@ def read_counts(
     anndata.AnnData
         ``X`` a float32 :class:`scipy.sparse.csr_matrix` of whole non-negative counts;
         unique ``obs_names``/``var_names`` (``cell_<i>``/``gene_<i>`` where the file has
-        none; duplicates get ``-1``, ``-2``, … suffixes and a warning); the file's cell and
+        none; duplicates get ``-1``, ``-2``, … suffixes and a warning, and duplicated cell
+        names are kept as given in ``obs["original_obs_name"]``); the file's cell and
         gene annotations in ``obs``/``var`` (10x: ``var["gene_ids"]``, gene symbols as
         names, only "Gene Expression" features); ``obs["label"]`` if ``labels`` is given;
         ``uns["scdsec_source"] = {"path": ..., "format": ...}``.
@@ -204,9 +209,13 @@ def _finish(
     if X.nnz == 0:
         raise InputError(f"{path}: the count matrix ({n_cells} × {n_genes}) is all zero")
     X = _whole_counts(X, path, counts, parsed.where, parsed.hint)
-    obs_names = _unique_names(parsed.obs_names, n_cells, "cell", path)
+    # where the cells' names as given go if they must be made unique (a user's column stays)
+    column = _free_column(parsed.obs, ORIGINAL_OBS_NAME)
+    obs_names = _unique_names(parsed.obs_names, n_cells, "cell", path, kept_in=column)
     var_names = _unique_names(parsed.var_names, n_genes, "gene", path)
     obs = pd.DataFrame(index=obs_names) if parsed.obs is None else parsed.obs.set_axis(obs_names)
+    if parsed.obs_names is not None and not pd.Index(map(str, parsed.obs_names)).is_unique:
+        obs[column] = [str(name) for name in parsed.obs_names]
     var = pd.DataFrame(index=var_names) if parsed.var is None else parsed.var.set_axis(var_names)
     for key in requested:
         if key not in obs.columns and key in (parsed.misfits or {}):
@@ -229,7 +238,21 @@ def _finish(
     return adata
 
 
-def _unique_names(names: list[str] | None, n: int, what: str, path: Path) -> pd.Index:
+def _free_column(frame: pd.DataFrame | None, name: str) -> str:
+    """``name``, or ``name_1``, ``name_2`` … when ``frame`` already has a column of that name."""
+    taken = set() if frame is None else set(map(str, frame.columns))
+    i, candidate = 0, name
+    while candidate in taken:
+        i += 1
+        candidate = f"{name}_{i}"
+    return candidate
+
+
+def _unique_names(
+    names: list[str] | None, n: int, what: str, path: Path, kept_in: str | None = None
+) -> pd.Index:
+    """``names`` as strings, duplicates made unique with a warning (naming ``kept_in``, the
+    obs column that keeps the names as given); ``<what>_<i>`` without names."""
     if names is None:
         return pd.Index([f"{what}_{i}" for i in range(n)])
     if len(names) != n:
@@ -238,7 +261,8 @@ def _unique_names(names: list[str] | None, n: int, what: str, path: Path) -> pd.
     n_dup = int(index.duplicated().sum())
     if n_dup:
         warnings.warn(
-            f"{path}: {n_dup} duplicated {what} names made unique by appending '-1', '-2', ...",
+            f"{path}: {n_dup} duplicated {what} names made unique by appending '-1', '-2', ..."
+            + (f" (the names as given are kept in obs[{kept_in!r}])" if kept_in else ""),
             UserWarning,
             stacklevel=4,
         )
