@@ -16,7 +16,10 @@ def _counts(n_genes: int, n_cells: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(1.0, size=(n_genes, n_cells))
 
 
-@pytest.mark.parametrize("corner", ["GeneID", "gene_id", "Entrez_ID", "ID", "name"])
+@pytest.mark.parametrize(
+    "corner",
+    ["GeneID", "Geneid", "gene_id", "Entrez_ID", "EntrezGeneID", "Gene stable ID", "ID", "name"],
+)
 def test_numeric_gene_ids_under_an_id_corner_are_gene_names(tmp_path, corner: str) -> None:
     """An index column of numbers (Entrez ids) is the genes' names, never a cell."""
     counts = _counts(80, 30)
@@ -138,3 +141,16 @@ def test_log_names_the_axis_the_barcodes_label(tmp_path, caplog, cells_as: str) 
         adata = read_counts(tmp_path / "b.csv")
     assert adata.shape == (15, 20)
     assert f"cells are the table's {cells_as} (cell barcodes label the {cells_as})" in caplog.text
+
+
+def test_numbered_cells_under_an_id_corner(tmp_path) -> None:
+    """Numbers on both axes: the id corner makes the first line a header and column 1 ids."""
+    counts = _counts(40, 12, seed=6)
+    frame = pd.DataFrame(
+        counts, index=pd.Index(range(501, 541), name="GeneID"), columns=range(1, 13)
+    )
+    frame.to_csv(tmp_path / "numbers.csv")
+    adata = read_counts(tmp_path / "numbers.csv")
+    assert adata.shape == (12, 40)
+    assert adata.obs_names[0] == "1" and adata.var_names[0] == "501"
+    np.testing.assert_array_equal(adata.X.toarray(), counts.T)

@@ -34,12 +34,36 @@ _GENE_WORDS = frozenset(
     "entrez entrezid ensembl ensemblid".split()
 )
 # A corner cell that names identifiers makes the first column the row names, whether its values
-# are words or numbers (Entrez gene ids, cell numbers): GeneID, gene_id, cell_name, ID, Name, …
-_ID_CORNER = re.compile(
-    r"^(gene|genes|cell|cells|feature|entrez|ensembl|transcript|probe|row|barcode)?"
-    r"[ _.\-]?(id|ids|name|names|index|symbol|accession)$",
-    re.IGNORECASE,
+# are words or numbers (Entrez gene ids, cell numbers): its last word is one of these (GeneID,
+# gene_id, EntrezGeneID, gene_short_name, Gene stable ID, cell_name, ID, Name, …).
+_ID_WORDS = frozenset("id ids identifier name names index symbol symbols accession".split())
+# Words of such a corner that say what the rows are.
+_CELL_CORNER_WORDS = frozenset("cell cells barcode barcodes".split())
+_GENE_CORNER_WORDS = frozenset(
+    "gene genes feature features transcript transcripts probe probes entrez ensembl symbol "
+    "symbols".split()
 )
+
+
+def _corner_words(corner: str | None) -> list[str]:
+    """The corner cell's words, lower-case: split at non-letters and camelCase (``GeneID`` →
+    ``gene``, ``id``); none when it holds a digit (a gene such as ``Pid1`` is no corner word)."""
+    text = (corner or "").strip()
+    if not text or any(c.isdigit() for c in text) or len(text) > 40:
+        return []
+    return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", text)]
+
+
+def _names_ids(corner: str | None) -> bool:
+    """True if the corner cell names the rows: a word of :data:`_CELL_WORDS` or
+    :data:`_GENE_WORDS` (``Geneid``, ``cell``), or words that end in one of
+    :data:`_ID_WORDS`."""
+    if re.sub(r"[^a-z]", "", (corner or "").lower()) in _CELL_WORDS | _GENE_WORDS:
+        return True
+    words = _corner_words(corner)
+    return bool(words) and len(words) <= 4 and words[-1] in _ID_WORDS
+
+
 # Gene annotation columns that tools write beside the counts of a genes × cells table
 # (featureCounts: Chr Start End Strand Length; R/Bioconductor: seqnames width; biomaRt-style
 # symbols, biotypes, descriptions): compared lower-case with everything but letters removed.
@@ -104,8 +128,10 @@ def _orientation(
     if row_names and wanted & set(row_names):
         return "columns", f"the first column holds {sorted(wanted & set(row_names))[0]!r}"
     word = re.sub(r"[^a-z]", "", (corner or "").lower())
-    if word in _CELL_WORDS or word in _GENE_WORDS:
-        choice = "rows" if word in _CELL_WORDS else "columns"
+    words = set(_corner_words(corner)) if _names_ids(corner) else set()
+    cells, genes = bool(words & _CELL_CORNER_WORDS), bool(words & _GENE_CORNER_WORDS)
+    if word in _CELL_WORDS or word in _GENE_WORDS or cells != genes:
+        choice = "rows" if word in _CELL_WORDS or (cells and not genes) else "columns"
         return choice, f"the corner cell reads {corner!r}"
     if annotations:
         return "columns", f"the header holds gene annotation columns ({', '.join(annotations)})"
@@ -175,17 +201,19 @@ def _read_table(
     if n_comments:
         _log.info("%s: skipped %d comment line(s) starting with '#'", path, n_comments)
     short_header = len(first) == len(second) - 1  # R's write.table: no corner cell
-    has_header = first[0] == "" or short_header or not all(_is_number(v) for v in first[1:])
+    has_header = (
+        first[0] == ""
+        or short_header
+        or not all(_is_number(v) for v in first[1:])
+        or _names_ids(first[0])  # GeneID over cells numbered 1, 2, …
+    )
     if has_header:
         # An index is an index whether its values are words or numbers: the corner cell names
         # it (GeneID, cell_id, …) or its values are not numbers.
         has_index = (
             first[0] == ""
             or short_header
-            or (
-                first[0] not in requested
-                and (not _is_number(second[0]) or bool(_ID_CORNER.match(first[0].strip())))
-            )
+            or (first[0] not in requested and (not _is_number(second[0]) or _names_ids(first[0])))
         )
         col_names = first if short_header or not has_index else first[1:]
         if has_index and _is_number(second[0]) and first[0] and not short_header:
