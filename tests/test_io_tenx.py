@@ -134,3 +134,18 @@ def test_case_10_geo_prefixed_triplets(shared_cases) -> None:
         assert _read(path, sample="GSM9000001").shape == one.shape
         both = _read(path, sample="all")
         assert set(both.obs["sample"]) == {"GSM9000001_donor1", "GSM9000002_donor2"}
+
+
+def test_accession_ties_files_whose_other_words_differ(tmp_path) -> None:
+    """GSM…_counts.mtx.gz with GSM…_genes.tsv.gz and GSM…_barcodes.tsv.gz, two samples."""
+    folder = tmp_path / "GSE2_RAW"
+    parts = {}
+    for accession, seed in (("GSM5000001", 1), ("GSM5000002", 2)):
+        parts[accession] = _write_sample(folder, f"{accession}_", 15 + seed, seed, genes="genes")
+        (folder / f"{accession}_matrix.mtx.gz").rename(folder / f"{accession}_counts.mtx.gz")
+    message = _error(folder)
+    assert "'GSM5000001_counts'" in message and "'GSM5000002_counts'" in message
+    chosen = _read(folder, sample="GSM5000002")
+    np.testing.assert_array_equal(chosen.X.toarray(), parts["GSM5000002"])
+    itself = _read(folder / "GSM5000001_counts.mtx.gz")
+    np.testing.assert_array_equal(itself.X.toarray(), parts["GSM5000001"])

@@ -175,7 +175,12 @@ def _describe_files(names: list[str], limit: int = 5) -> str:
 
 # A matrix file: 10x's matrix.mtx(.gz), or with a sample prefix as public archives name them
 # (GEO: GSM1234567_donor1_matrix.mtx.gz beside GSM1234567_donor1_features.tsv.gz, …).
-_MATRIX_NAME = re.compile(r"^(?P<prefix>.*?)matrix\.mtx(\.gz)?$")
+# Other Matrix Market names (GSM1234567_counts.mtx.gz) count too, their prefix the name before
+# .mtx.
+_MATRIX_NAME = re.compile(r"^(?P<prefix>.*?)(matrix)?\.mtx(\.gz)?$", re.IGNORECASE)
+# A public archive's sample accession at the start of a name (GSM1234567): files that share it
+# belong together when their other words differ.
+_ACCESSION = re.compile(r"^[A-Za-z]{2,}\d+")
 _SEPARATORS = "_.- "
 #: The ``sample`` value that reads every sample of a folder or archive together.
 ALL_SAMPLES = "all"
@@ -191,20 +196,20 @@ def _find_samples(names: list[str], path: Path) -> dict[str, str]:
     if not found:
         raise InputError(
             f"{path}: not a 10x matrix folder or archive (no matrix.mtx(.gz), nor "
-            f"<sample>_matrix.mtx(.gz)); it holds {_describe_files(names)}"
+            f"<sample>_matrix.mtx(.gz) or other .mtx(.gz)); it holds {_describe_files(names)}"
         )
     labels = [_sample_label(n) for n in found]
     if len(set(labels)) < len(labels):  # the same prefix in several folders
-        labels = [re.sub(r"[_.\- ]?matrix\.mtx(\.gz)?$", "", n) or n for n in found]
+        labels = [re.sub(r"[_.\- ]?(matrix)?\.mtx(\.gz)?$", "", n, flags=re.I) or n for n in found]
     return dict(zip(labels, found, strict=True))
 
 
 def _prefix(matrix: str) -> str:
-    """What comes before ``matrix.mtx(.gz)`` in the file's name (a matrix file given itself
-    may be named otherwise: then its name without ``.mtx(.gz)``)."""
+    """What comes before ``matrix.mtx(.gz)`` (or ``.mtx(.gz)``) in the file's name (a matrix
+    file given itself may be named otherwise: then its name without ``.gz``)."""
     name = posixpath.basename(matrix)
     found = _MATRIX_NAME.match(name)
-    return found["prefix"] if found else re.sub(r"(\.mtx)?(\.gz)?$", "", name)
+    return found["prefix"] if found else re.sub(r"\.gz$", "", name)
 
 
 def _sample_label(matrix: str) -> str:
@@ -253,11 +258,19 @@ def _sibling(names: list[str], matrix: str, candidates: tuple[str, ...]) -> str 
         if posixpath.dirname(n) == folder and posixpath.basename(n).endswith(candidates)
     ]
     stem = prefix.strip(_SEPARATORS)
-    if stem:  # GSM…_donor1 with a features file named GSM…_donor1.features.tsv.gz and the like
-        mine = [n for n in beside if posixpath.basename(n).startswith(stem)]
-        if len(mine) == 1:
-            return mine[0]
+    accession = _ACCESSION.match(stem)
+    # GSM…_donor1 with GSM…_donor1.features.tsv.gz; GSM…_counts.mtx.gz with GSM…_genes.tsv.gz
+    for start in (stem, accession[0] if accession else ""):
+        if start:
+            mine = [n for n in beside if _starts_with_sample(posixpath.basename(n), start)]
+            if len(mine) == 1:
+                return mine[0]
     return beside[0] if len(beside) == 1 else None
+
+
+def _starts_with_sample(name: str, start: str) -> bool:
+    """``name`` begins with ``start`` followed by a separator (GSM1 is no prefix of GSM12_…)."""
+    return name.startswith(start) and name[len(start) : len(start) + 1] in tuple(_SEPARATORS)
 
 
 @contextmanager
