@@ -268,7 +268,7 @@ def _check_labelled(truth, args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .io.readers import FORMATS
+    from .io.readers import COUNTS, FORMATS
 
     parser = argparse.ArgumentParser(prog="scdsec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"scdsec {__version__}")
@@ -338,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clu.add_argument(
         "--counts",
-        default="integer",
-        choices=["integer", "round"],
+        default=COUNTS[0],
+        choices=COUNTS,
         help="integer (default): values must be whole numbers; round: round ambient-RNA-"
         "corrected counts (non-integer, not log-scaled, e.g. SoupX, DecontX) to whole numbers",
     )
