@@ -193,6 +193,8 @@ def _cluster(args: argparse.Namespace) -> None:
         cells_as=args.cells_as,
         layer=args.layer,
         genome=args.genome,
+        counts=args.counts,
+        sample=args.sample,
     )
     for name, function in steps.items():
         try:
@@ -266,7 +268,7 @@ def _check_labelled(truth, args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .io.readers import FORMATS
+    from .io.readers import COUNTS, FORMATS
 
     parser = argparse.ArgumentParser(prog="scdsec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"scdsec {__version__}")
@@ -330,9 +332,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV/TSV: cells are the table's rows or columns (auto: only where the table says)",
     )
     clu.add_argument(
-        "--layer", help=".h5ad/.zarr/.loom: read the counts from this layer instead of X"
+        "--layer",
+        help=".h5ad/.zarr/.loom: read the counts from this layer instead of X (raw: from .raw, "
+        "where other toolkits keep the counts beside normalised X)",
+    )
+    clu.add_argument(
+        "--counts",
+        default=COUNTS[0],
+        choices=COUNTS,
+        help="integer (default): values must be whole numbers; round: round ambient-RNA-"
+        "corrected counts (non-integer, not log-scaled, e.g. SoupX, DecontX) to whole numbers",
     )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
+    clu.add_argument(
+        "--sample",
+        help="10x .mtx folder/archive with several samples (GEO's GSM…_matrix.mtx.gz): the "
+        "sample to cluster (its prefix, e.g. a GSM id), or all (each cell's sample in "
+        "obs['sample'])",
+    )
     clu.add_argument(
         "--metadata-columns",
         default="",

@@ -144,7 +144,7 @@ def import_dataset(
     ``entry`` is the dataset's config entry: either ``simulate`` (arguments of
     :func:`scdsec.simulate.simulate_counts`) or ``source`` (URL or local path) with
     optional ``checksum``, ``format``, ``labels``, ``metadata_columns``, ``cells_as``,
-    ``layer``, ``genome``.
+    ``layer``, ``genome``, ``counts``, ``sample``.
     True labels, when named, end up in ``obs['label']``.
     """
     from .io import fetch, read_counts
@@ -170,6 +170,8 @@ def import_dataset(
             cells_as=entry.get("cells_as", "auto"),
             layer=entry.get("layer"),
             genome=entry.get("genome"),
+            counts=entry.get("counts", "integer"),
+            sample=entry.get("sample"),
         )
     adata.uns["dataset"] = name
     record(adata, "download", dict(entry))

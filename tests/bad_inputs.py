@@ -17,6 +17,7 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
+import scipy.io
 import scipy.sparse as sp
 
 
@@ -77,6 +78,21 @@ def write_bad_inputs(folder: Path) -> dict[str, BadInput]:
         values[3, 4] = value
         path = _csv(folder / f"{name}.csv", values)
         bad[name] = BadInput(path, (path.name, words))
+
+    # ambient-RNA-corrected counts (SoupX-like): refused, naming the setting that rounds them
+    corrected = _counts() * np.random.default_rng(1).uniform(0.6, 1.0, (60, 30)) * 20
+    path = _csv(folder / "corrected.csv", corrected.astype(np.float32))
+    bad["corrected"] = BadInput(path, (path.name, "ambient-RNA-corrected", "counts: round"))
+
+    # a GEO download of two samples: refused, naming them and the setting that picks one
+    geo = folder / "GSE1_RAW"
+    geo.mkdir()
+    for sample in ("GSM1_a", "GSM2_b"):
+        scipy.io.mmwrite(geo / f"{sample}_matrix.mtx", sp.coo_matrix(_counts().T))
+        rows = [f"G{j}\tG{j}\tGene Expression" for j in range(30)]
+        (geo / f"{sample}_features.tsv").write_text("\n".join(rows) + "\n")
+        (geo / f"{sample}_barcodes.tsv").write_text("\n".join(f"c{i}" for i in range(60)) + "\n")
+    bad["geo_two_samples"] = BadInput(geo, ("GSE1_RAW", "'GSM1_a'", "'GSM2_b'", "sample: GSM1_a"))
 
     path = _csv(folder / "counts.csv", _counts())
     bad["label_missing"] = BadInput(

@@ -331,6 +331,13 @@ def test_cluster_reader_options_reach_the_reader(tmp_path, sim_file, capsys):
         ("01-features-7-columns", [], 300, "10x_mtx"),
         ("02-h5ad-without-X/no_X_counts_in_layer.h5ad", ["--layer", "counts"], 300, "h5ad"),
         ("03-csv-cells-as-rows/cells_by_genes.csv.gz", [], 400, "csv"),
+        ("09-ambient-corrected-counts/soupx_corrected", ["--counts", "round"], 300, "10x_mtx"),
+        ("10-geo-prefixed-triplets/GSE000000_RAW.tar", ["--sample", "GSM9000001"], 250, "10x_mtx"),
+        ("10-geo-prefixed-triplets/GSE000000_RAW", ["--sample", "all"], 500, "10x_mtx"),
+        ("11-numeric-gene-ids-csv/entrez_genes_by_cells.csv", [], 300, "csv"),
+        ("12-featurecounts-table/counts.txt", [], 200, "tsv"),
+        ("15-counts-in-raw/seurat_export_raw.h5ad", ["--layer", "raw"], 300, "h5ad"),
+        ("16-loom-spec-3/sample.loom", [], 300, "loom"),
     ],
 )
 def test_cluster_on_the_reader_cases(tmp_path, shared_cases, case, args, n_cells, fmt):

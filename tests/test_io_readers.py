@@ -23,8 +23,7 @@ import scipy.sparse as sp
 
 from bad_inputs import digest
 from scdsec import InputError
-from scdsec.io import detect_format, read_counts
-from scdsec.io import readers as readers_module
+from scdsec.io import _common, detect_format, read_counts
 
 N_CELLS, N_GENES = 40, 30
 DUP_FROM, DUP_AT = 3, 7  # gene DUP_AT repeats the symbol of gene DUP_FROM
@@ -399,7 +398,7 @@ def test_reads_each_layout(writer, truth: Truth, tmp_path: Path) -> None:
 
 def test_10x_drops_non_gene_features_and_logs(truth, tmp_path, caplog) -> None:
     case = write_10x_h5_v3(tmp_path, truth)
-    with caplog.at_level(logging.INFO, logger="scdsec.io.readers"), warnings.catch_warnings():
+    with caplog.at_level(logging.INFO, logger="scdsec.io"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata = read_counts(case.path)
     assert "CD3" not in adata.var_names and "CD4" not in adata.var_names
@@ -425,7 +424,7 @@ def test_csv_with_byte_order_mark(tmp_path) -> None:
 
 def test_dense_blocks_give_the_same_matrix(truth, tmp_path, monkeypatch) -> None:
     """Reading dense X in many small blocks (both orientations) changes nothing."""
-    monkeypatch.setattr(readers_module, "_BLOCK_VALUES", 50)
+    monkeypatch.setattr(_common, "_BLOCK_VALUES", 50)
     for writer in (write_xy, write_xy_transposed, write_cellblast_dense):
         case = writer(tmp_path, truth)
         with warnings.catch_warnings():
@@ -601,7 +600,7 @@ def test_negative_values(truth, tmp_path) -> None:
 def test_non_integer_values(truth, tmp_path) -> None:
     adata = ad.AnnData(np.log1p(truth.counts.astype(np.float32)))
     adata.write_h5ad(tmp_path / "norm.h5ad")
-    _assert_input_error(tmp_path / "norm.h5ad", "normalised")
+    _assert_input_error(tmp_path / "norm.h5ad", "non-integer values in X", "log-transformed")
     with h5py.File(tmp_path / "half.h5", "w") as f:
         f["X"] = truth.counts + 0.5
     _assert_input_error(tmp_path / "half.h5", "non-integer")
@@ -816,7 +815,7 @@ def test_h5ad_without_x_reads_the_named_layer(tmp_path) -> None:
 def test_h5ad_with_normalised_x_points_to_the_counts_layer(tmp_path) -> None:
     path = tmp_path / "normalised.h5ad"
     counts = _h5ad_counts_in_layer(path, np.zeros((50, 30), dtype=np.float32) + 0.5)
-    _assert_input_error(path, "non-integer values", "(in X)", "layer: counts")
+    _assert_input_error(path, "non-integer values in X", "layer: counts")
     _assert_input_error(path, "non-integer", "in layers['log1p']", layer="log1p")
     np.testing.assert_array_equal(read_counts(path, layer="counts").X.toarray(), counts)
 

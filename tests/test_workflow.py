@@ -593,8 +593,9 @@ def test_a_local_source_reruns_on_new_content_not_on_a_new_mtime(tmp_path):
 
 @pytest.mark.slow
 def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
-    """Cases 01–04 and 06 of ../shared/cases as datasets of one run, with case 06's settings
-    (qc.min_cells_fraction 0, cell_ranger, 200 genes), through normalisation."""
+    """Cases 01–04, 06, 09–12, 15 and 16 of ../shared/cases as datasets of one run (with the
+    dataset keys each needs) and case 06's settings (qc.min_cells_fraction 0, cell_ranger,
+    200 genes), through normalisation."""
     cases = {
         "features7": {"source": "01-features-7-columns"},
         "layer": {"source": "02-h5ad-without-X/no_X_counts_in_layer.h5ad", "layer": "counts"},
@@ -604,6 +605,12 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
             "labels": "cell_type",
         },
         "zeros": {"source": "06-many-all-zero-genes/mostly_zero_genes.h5ad"},
+        "corrected": {"source": "09-ambient-corrected-counts/soupx_corrected", "counts": "round"},
+        "geo": {"source": "10-geo-prefixed-triplets/GSE000000_RAW.tar", "sample": "all"},
+        "entrez": {"source": "11-numeric-gene-ids-csv/entrez_genes_by_cells.csv"},
+        "featurecounts": {"source": "12-featurecounts-table/counts.txt"},
+        "raw": {"source": "15-counts-in-raw/seurat_export_raw.h5ad", "layer": "raw"},
+        "loom3": {"source": "16-loom-spec-3/sample.loom"},
     }
     datasets = {
         name: {**entry, "source": str(shared_cases / entry["source"]), "n_clusters": 3}
@@ -618,7 +625,8 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
     }
     write_config(tmp_path, config)
     snakemake(tmp_path, "--until", "normalize")
-    cells = {"features7": 300, "layer": 300, "rows": 400, "partly": 300}
+    cells = {"features7": 300, "layer": 300, "rows": 400, "partly": 300, "corrected": 300}
+    cells.update({"geo": 500, "entrez": 300, "featurecounts": 200, "raw": 300, "loom3": 300})
     for name, n_cells in cells.items():
         assert ad.read_h5ad(tmp_path / f"resources/{name}/counts.h5ad").n_obs == n_cells
     rows_log = (tmp_path / "logs/rows/download.log").read_text()
