@@ -637,7 +637,7 @@ def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
         warnings.filterwarnings("ignore", message=r".* names are not unique")
         adata = sc.read_10x_h5(path, genome=genome, gex_only=False)
     types = list(adata.var["feature_types"]) if "feature_types" in adata.var else None
-    return _tenx(
+    parsed = _tenx(
         path,
         _csr32(adata.X, path),
         list(adata.obs_names),
@@ -645,6 +645,51 @@ def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
         list(adata.var_names),
         types,
     )
+    probability = _cellbender_cell_probability(path, genome, len(adata.obs_names))
+    if probability is not None:
+        parsed.obs = pd.DataFrame({"cell_probability": probability})
+    return parsed
+
+
+def _cellbender_cell_probability(path: Path, genome: str | None, n_barcodes: int):
+    """CellBender's cell calls in its ``out.h5`` (shape ``(n_barcodes,)``), or ``None``.
+
+    CellBender writes each analysed droplet's posterior cell probability beside the matrix:
+    ``droplet_latents/cell_probability`` (v0.3) or ``<matrix group>/latent_cell_probability``
+    (v0.2), with ``barcode_indices_for_latents`` (indices into the matrix's barcodes) in the
+    same group. Barcodes it did not analyse get NaN. ``None`` when the file has no such calls
+    or they do not match the barcodes; QC (:func:`scdsec.preprocessing.call_cells`) uses them.
+    """
+    with h5py.File(path, "r") as f:
+        groups = [
+            k for k in f if _is_10x_group(f[k]) and (genome is None or k in (genome, "matrix"))
+        ]
+        for where, name in [(f.get("droplet_latents"), "cell_probability")] + [
+            (f[k], "latent_cell_probability") for k in groups
+        ]:
+            if isinstance(where, h5py.Group) and name in where:
+                p = np.asarray(where[name][()], dtype=np.float64).ravel()
+                idx = where.get("barcode_indices_for_latents")
+                idx = np.arange(len(p)) if idx is None else np.asarray(idx[()]).ravel()
+                if len(idx) != len(p) or (
+                    len(idx) and not 0 <= idx.min() <= idx.max() < n_barcodes
+                ):
+                    _log.info(
+                        "%s: CellBender's cell probabilities do not match the barcodes; ignored",
+                        path,
+                    )
+                    return None
+                out = np.full(n_barcodes, np.nan)
+                out[idx] = p
+                _log.info(
+                    "%s: CellBender's cell probabilities for %d of %d barcodes "
+                    "(obs['cell_probability'])",
+                    path,
+                    len(p),
+                    n_barcodes,
+                )
+                return out
+    return None
 
 
 def _tenx(
