@@ -35,9 +35,11 @@ def mito_genes(var_names: pd.Index) -> np.ndarray:
 
 EmptyDroplets = Literal["auto", "remove", "keep"]
 
-#: Column of ``obs`` that holds a file's own cell calls: each barcode's probability of holding
-#: a cell (CellBender's ``droplet_latents/cell_probability``, carried by the 10x HDF5 reader).
-CELL_PROBABILITY = "cell_probability"
+#: Columns of ``obs`` that hold a file's own cell calls, each barcode's probability of holding
+#: a cell, the first found used: CellBender's ``droplet_latents/cell_probability``, carried by
+#: the 10x HDF5 reader and named so by CellBender's ``anndata_from_h5`` (v0.3), and the name
+#: that v0.2 gave it.
+CELL_PROBABILITY_COLUMNS = ("cell_probability", "latent_cell_probability")
 #: Barcodes whose cell probability exceeds this are cells: CellBender's own cut
 #: (``CELL_PROB_CUTOFF``), the one its ``out_filtered.h5`` is made with.
 CELL_PROBABILITY_CUTOFF = 0.5
@@ -90,7 +92,8 @@ def qc_filter(
         Keep genes detected (count > 0) in at least this fraction of the cells.
     empty_droplets
         ``"auto"``: remove empty droplets when the file says which barcodes are cells
-        (``obs['cell_probability']``, e.g. CellBender's ``out.h5``) or when most barcodes form
+        (``obs['cell_probability']``, e.g. CellBender's ``out.h5``; see
+        :data:`CELL_PROBABILITY_COLUMNS`) or when most barcodes form
         a population of low total counts well apart from the cells (a raw Cell Ranger
         matrix); stop when a population apart from the cells is not a majority (ambiguous).
         ``"remove"``: remove that population also when it is a minority. ``"keep"``: every
@@ -150,9 +153,11 @@ def qc_filter(
         report[f"cells_after_{name}"] = after
         logger.info("QC: %s: %d → %d cells (%d removed)", rule, before, after, before - after)
 
-    calls = call_cells(totals, adata.obs.get(CELL_PROBABILITY), mode=empty_droplets)
+    column = next((c for c in CELL_PROBABILITY_COLUMNS if c in adata.obs), None)
+    probability = adata.obs[column] if column else None
+    calls = call_cells(totals, probability, mode=empty_droplets, column=column or "")
     report["empty_droplets"] = {k: v for k, v in calls.items() if k != "keep"}
-    apply("empty_droplets", calls["keep"], f"empty droplets ({calls['rule']})")
+    apply("empty_droplets", calls["keep"], f"empty droplets [{calls['rule']}]")
     if min_counts:
         apply("min_counts", totals >= min_counts, f"qc.min_counts = {min_counts}")
     if min_genes:
@@ -210,11 +215,13 @@ def call_cells(
     cell_probability: pd.Series | np.ndarray | None = None,
     *,
     mode: EmptyDroplets = "auto",
+    column: str = "cell_probability",
 ) -> dict:
     """Which barcodes hold cells: the file's own cell calls, else two populations of counts.
 
-    1. **The file's calls.** When ``cell_probability`` is given (``obs['cell_probability']``:
-       CellBender's posterior probability that a droplet holds a cell), the barcodes whose
+    1. **The file's calls.** When ``cell_probability`` is given (``obs['cell_probability']``
+       or ``obs['latent_cell_probability']``, :data:`CELL_PROBABILITY_COLUMNS`: CellBender's
+       posterior probability that a droplet holds a cell), the barcodes whose
        probability exceeds :data:`CELL_PROBABILITY_CUTOFF` (0.5, CellBender's own cut for its
        filtered output) are cells; a missing probability (a barcode CellBender did not
        analyse, below its UMI cut) is not a cell.
@@ -247,6 +254,8 @@ def call_cells(
         Each barcode's probability of holding a cell, same length, or ``None``.
     mode
         ``"auto"``, ``"remove"`` or ``"keep"`` (every barcode is a cell; nothing is computed).
+    column
+        Where ``cell_probability`` comes from, for the log (an ``obs`` column).
 
     Returns
     -------
@@ -273,7 +282,7 @@ def call_cells(
     if cell_probability is not None:
         p = pd.to_numeric(pd.Series(np.asarray(cell_probability)), errors="coerce").to_numpy()
         keep = p > CELL_PROBABILITY_CUTOFF  # NaN (not analysed) is not a cell
-        rule = f"the file's cell calls: obs['{CELL_PROBABILITY}'] > {CELL_PROBABILITY_CUTOFF}"
+        rule = f"the file's cell calls: obs['{column}'] > {CELL_PROBABILITY_CUTOFF}"
         return {
             "keep": keep,
             "rule": rule,

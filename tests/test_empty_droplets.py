@@ -193,7 +193,7 @@ def test_workflow_qc_step_logs_and_records_each_filter(tmp_path):
     with step_log(log):
         qc_step(tmp_path / "counts.h5ad", tmp_path / "qc.h5ad", min_genes=5)
     text = log.read_text()
-    assert "empty droplets (two populations of total counts" in text
+    assert "empty droplets [two populations of total counts" in text
     assert "1500 → " in text and "qc.min_genes = 5: " in text
     rep = ad.read_h5ad(tmp_path / "qc.h5ad").uns["scdsec_qc"]
     assert rep["cells_in"] == 1500 and rep["empty_droplets"]["method"] == "counts"
@@ -230,3 +230,36 @@ def test_raw_matrix_without_cells_apart_stops():
     with pytest.raises(InputError, match="no population of cells stands apart"):
         call_cells(totals)
     assert call_cells(totals, mode="keep")["keep"].all()
+
+
+def test_cellbender_calls_are_matched_by_barcode_name(tmp_path):
+    adata = _raw_droplets(200, 800)
+    analysed = np.random.default_rng(0).permutation(900)  # any order
+    p = np.where(adata.obs["truth"].to_numpy()[analysed] == "empty", 0.02, 0.99)
+    path = tmp_path / "out.h5"
+    _write_cellbender(path, adata, analysed, p, "0.3")
+    with h5py.File(path, "a") as f:
+        del f["droplet_latents/barcode_indices_for_latents"]
+        names = [adata.obs_names[i].encode() for i in analysed]
+        f.create_group("metadata")["barcodes_analyzed"] = np.array(names)
+    out = qc_filter(read_counts(path))
+    assert sorted(out.obs_names) == sorted(adata.obs_names[:200])
+
+
+def test_cellbender_calls_that_match_no_barcode_are_ignored(tmp_path):
+    adata = _raw_droplets(200, 800)
+    path = tmp_path / "out.h5"
+    _write_cellbender(path, adata, np.arange(5000, 5100), np.ones(100), "0.3")
+    read = read_counts(path)
+    assert "cell_probability" not in read.obs
+    out = qc_filter(read)  # the counts decide instead
+    assert out.uns["scdsec_qc"]["empty_droplets"]["method"] == "counts"
+
+
+def test_cellbender_anndata_column_is_used():
+    # CellBender v0.2's anndata_from_h5 names the column latent_cell_probability.
+    adata = _raw_droplets(100, 400)
+    adata.obs["latent_cell_probability"] = np.where(adata.obs["truth"] == "empty", 0.0, 1.0)
+    out = qc_filter(adata)
+    assert (out.obs["truth"] != "empty").all() and out.n_obs == 100
+    assert "latent_cell_probability" in out.uns["scdsec_qc"]["empty_droplets"]["rule"]
