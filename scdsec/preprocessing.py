@@ -43,11 +43,12 @@ CELL_PROBABILITY_COLUMNS = ("cell_probability", "latent_cell_probability")
 #: Barcodes whose cell probability exceeds this are cells: CellBender's own cut
 #: (``CELL_PROB_CUTOFF``), the one its ``out_filtered.h5`` is made with.
 CELL_PROBABILITY_CUTOFF = 0.5
-#: Two populations of log10 total counts are separate when Ashman's D (the distance of the
-#: two means in units of their pooled spread, ``√2 |μ₁ − μ₂| / √(σ₁² + σ₂²)``) is at least
-#: this; D > 2 is the usual mark of a clean separation. The cell matrices this was measured on
-#: (the project's datasets, filtered Cell Ranger and CellBender files, simulated counts) gave
-#: at most 2.4; raw matrices with empty droplets about 5.
+#: The cells (the top component of the mixture on log10 totals) stand apart from the next
+#: component when Ashman's D (the distance of the two means in units of their pooled spread,
+#: ``√2 |μ₁ − μ₂| / √(σ₁² + σ₂²)``) is at least this; D > 2 is the usual mark of a clean
+#: separation. Cell matrices (the project's eight real datasets, the filtered Cell Ranger and
+#: CellBender files of cases 07–08) gave at most 2.5; raw ones with empty droplets 6–7
+#: (cases 07–08) and 4–12 (simulated).
 EMPTY_DROPLETS_MIN_D = 3.0
 #: … and the cells' mean total at least this many decades (10×) above the low population's,
 #: so that a group of doublets or of deep cells is never taken for the cells among empties.
