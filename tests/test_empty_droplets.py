@@ -263,3 +263,35 @@ def test_cellbender_anndata_column_is_used():
     out = qc_filter(adata)
     assert (out.obs["truth"] != "empty").all() and out.n_obs == 100
     assert "latent_cell_probability" in out.uns["scdsec_qc"]["empty_droplets"]["rule"]
+
+
+def test_cli_clusters_the_cells_of_a_raw_matrix_and_stops_on_an_ambiguous_one(tmp_path, capsys):
+    import yaml
+
+    from scdsec.cli import main
+
+    config = tmp_path / "fast.yaml"
+    fast = {
+        "normalize": {"n_top_genes": 150},
+        "graph": {"n_neighbors": 10, "n_pcs": 20},
+        "model": {"dims": [64, 32, 8]},
+        "train": {"pretrain_epochs": 2, "epochs": 1},
+    }
+    config.write_text(yaml.safe_dump(fast))
+    raw = _raw_droplets(300, 1200)
+    raw.write_h5ad(tmp_path / "raw.h5ad")
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--n-clusters", "4", "--config", str(config)]
+    assert main(["cluster", str(tmp_path / "raw.h5ad"), *args]) == 0
+    clustered = pd.read_csv(out / "clusters.tsv", sep="\t")["cell"]
+    assert (raw.obs.loc[clustered, "truth"] != "empty").all() and len(clustered) >= 290
+    assert "empty droplets [two populations" in capsys.readouterr().err
+
+    ambiguous = _raw_droplets(400, 150)
+    ambiguous.write_h5ad(tmp_path / "ambiguous.h5ad")
+    out2 = tmp_path / "out2"
+    args[1] = str(out2)
+    assert main(["cluster", str(tmp_path / "ambiguous.h5ad"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "ambiguous.h5ad") in err and "give the filtered matrix" in err
+    assert "qc.empty_droplets" in err and not out2.exists()
