@@ -18,6 +18,30 @@ from ._errors import InputError
 #: The label measures of :func:`label_scores` and :func:`score_labelled`, in this order.
 LABEL_MEASURES = ("nmi", "ari", "acc", "ami")
 
+#: Strings that mean a missing label, compared after stripping white space and ignoring case:
+#: pandas' ``read_csv`` default ``na_values`` — what R's ``write.csv`` writes for a missing
+#: value (``NA``), what pandas and Python print for one (``nan``, ``<NA>``, ``None``), the
+#: spreadsheet and database spellings (``#N/A``, ``NULL``) — and ``NaT``. Words that name a
+#: category, such as ``unknown`` or ``unassigned``, stay labels: a study may call cells that.
+MISSING_LABELS = frozenset(
+    s.lower()
+    for s in (
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "NaT",
+    )
+)  # fmt: skip
+
+
+def is_missing_label(value: object) -> bool:
+    """Whether one label value means "no label": a missing value (NaN, None, ``pd.NA``,
+    NaT) or a string in :data:`MISSING_LABELS` (empty or white space, ``NA``, ``nan``,
+    ``<NA>``, ``None``, ``null``, ``N/A`` …, any case)."""
+    if isinstance(value, str):
+        return value.strip().lower() in MISSING_LABELS
+    if isinstance(value, bytes):
+        return is_missing_label(value.decode(errors="replace"))
+    return bool(pd.isna(value)) if np.ndim(value) == 0 else False
+
 
 def contingency(truth, pred) -> pd.DataFrame:
     """Cells per (true type, cluster)."""
@@ -65,7 +89,9 @@ def labelled_cells(truth, *, label_key: str = "label") -> np.ndarray:
     """Which cells carry a true label.
 
     A cell is unlabelled when its label is missing (NaN, None, ``pd.NA``, NaT) or a string
-    that is empty or only white space; every other value is a label.
+    that spells a missing value as pandas and R write one (:data:`MISSING_LABELS`: empty or
+    white space, ``NA``, ``NaN``, ``nan``, ``<NA>``, ``None``, ``null``, ``N/A`` …, any case;
+    :func:`is_missing_label`); every other value, ``unknown`` included, is a label.
 
     Parameters
     ----------
@@ -86,15 +112,11 @@ def labelled_cells(truth, *, label_key: str = "label") -> np.ndarray:
         When no cell is labelled (also when there are no cells).
     """
     values = np.asarray(pd.Series(truth).astype(object), dtype=object).ravel()
-    labelled = np.fromiter(
-        (not (pd.isna(v) or (isinstance(v, str) and not v.strip())) for v in values),
-        dtype=bool,
-        count=len(values),
-    )
+    labelled = np.fromiter((not is_missing_label(v) for v in values), dtype=bool, count=len(values))
     if not labelled.any():
         raise InputError(
             f"no cell has a true label in {label_key!r}: all {len(values)} are missing "
-            "(NaN, None or empty), so there is nothing to score against"
+            "(NaN, None, empty, NA, nan, null …), so there is nothing to score against"
         )
     return labelled
 
@@ -110,8 +132,9 @@ def score_labelled(truth, pred, *, label_key: str = "label") -> dict[str, float 
     Parameters
     ----------
     truth
-        True label of each cell, 1-D array-like of length ``n_cells``; NaN, None and empty
-        strings mark unlabelled cells.
+        True label of each cell, 1-D array-like of length ``n_cells``; missing values and
+        the strings of :data:`MISSING_LABELS` (empty, ``NA``, ``nan``, ``None``, ``<NA>``,
+        ``null`` …) mark unlabelled cells (:func:`labelled_cells`).
     pred
         Cluster of each cell, 1-D array-like of the same length and order.
     label_key

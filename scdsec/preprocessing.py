@@ -33,25 +33,74 @@ def mito_genes(var_names: pd.Index) -> np.ndarray:
     return np.asarray(var_names.str.upper().str.startswith("MT-"))
 
 
+EmptyDroplets = Literal["auto", "remove", "keep"]
+
+#: Columns of ``obs`` that hold a file's own cell calls, each barcode's probability of holding
+#: a cell, the first found used: CellBender's ``droplet_latents/cell_probability``, carried by
+#: the 10x HDF5 reader and named so by CellBender's ``anndata_from_h5`` (v0.3), and the name
+#: that v0.2 gave it.
+CELL_PROBABILITY_COLUMNS = ("cell_probability", "latent_cell_probability")
+#: Barcodes whose cell probability exceeds this are cells: CellBender's own cut
+#: (``CELL_PROB_CUTOFF``), the one its ``out_filtered.h5`` is made with.
+CELL_PROBABILITY_CUTOFF = 0.5
+#: The cells (the top component of the mixture on log10 totals) stand apart from the next
+#: component when Ashman's D (the distance of the two means in units of their pooled spread,
+#: ``√2 |μ₁ − μ₂| / √(σ₁² + σ₂²)``) is at least this; D > 2 is the usual mark of a clean
+#: separation. Cell matrices (the project's eight real datasets, the filtered Cell Ranger and
+#: CellBender files of cases 07–08) gave at most 2.5; raw ones with empty droplets 6–7
+#: (cases 07–08) and 4–12 (simulated).
+EMPTY_DROPLETS_MIN_D = 3.0
+#: … and the cells' mean total at least this many decades (10×) above the low population's,
+#: so that a group of doublets or of deep cells is never taken for the cells among empties.
+EMPTY_DROPLETS_MIN_DECADES = 1.0
+#: The low population is a majority of the barcodes ("mostly empty droplets") from this
+#: fraction; from ``EMPTY_DROPLETS_MIN_FRACTION`` up to it, the matrix is ambiguous.
+EMPTY_DROPLETS_MAJORITY = 0.5
+#: A low population under this fraction of the barcodes is a few shallow cells, not empties.
+EMPTY_DROPLETS_MIN_FRACTION = 0.1
+#: Fewer barcodes with counts than this are too few to tell two populations apart.
+EMPTY_DROPLETS_MIN_BARCODES = 50
+#: The most components of the mixture fitted to the log10 totals (chosen by BIC) …
+EMPTY_DROPLETS_MAX_COMPONENTS = 4
+#: … fitted to a seeded sample of at most this many barcodes.
+EMPTY_DROPLETS_MAX_FIT = 50_000
+#: A raw matrix: most barcodes hold fewer counts than this (no filtered matrix has such
+#: cells). When no population of cells stands apart in one, the run stops under ``"auto"``.
+EMPTY_DROPLETS_TINY = 10
+
+
 def qc_filter(
     adata: ad.AnnData,
     *,
     min_cells_fraction: float = 0.01,
+    empty_droplets: EmptyDroplets = "auto",
+    min_counts: int = 0,
     min_genes: int = 0,
     max_counts: float | None = None,
     max_mito_fraction: float | None = None,
 ) -> ad.AnnData:
     """Filter genes and cells of a raw-count AnnData.
 
-    Cell filters run first (on all genes, as a biologist would state them), then the
-    paper's gene filter, then cells left with no counts are dropped.
+    Empty droplets go first (:func:`call_cells`), then the other cell filters (on all genes,
+    as a biologist would state them), then the paper's gene filter, then cells left with no
+    counts are dropped. Each filter logs the cells before and after it.
 
     Parameters
     ----------
     adata
-        Raw counts, cells × genes.
+        Raw counts, cells (or barcodes) × genes.
     min_cells_fraction
         Keep genes detected (count > 0) in at least this fraction of the cells.
+    empty_droplets
+        ``"auto"``: remove empty droplets when the file says which barcodes are cells
+        (``obs['cell_probability']``, e.g. CellBender's ``out.h5``; see
+        :data:`CELL_PROBABILITY_COLUMNS`) or when most barcodes form
+        a population of low total counts well apart from the cells (a raw Cell Ranger
+        matrix); stop when a population apart from the cells is not a majority (ambiguous).
+        ``"remove"``: remove that population also when it is a minority. ``"keep"``: every
+        barcode is a cell (a filtered matrix). See :func:`call_cells`.
+    min_counts
+        Keep cells with a total count of at least this (0 = off).
     min_genes
         Keep cells with at least this many detected genes (0 = off).
     max_counts
@@ -63,13 +112,28 @@ def qc_filter(
     Returns
     -------
     A filtered copy with ``obs['n_counts']``, ``obs['n_genes']`` and
-    ``uns['scdsec_qc']`` (the settings and how many cells/genes each filter removed).
+    ``uns['scdsec_qc']``: the settings, ``cells_in``/``genes_in``, for each cell filter
+    that ran ``cells_removed_<filter>`` and ``cells_after_<filter>`` (cells left after it),
+    ``empty_droplets`` (what :func:`call_cells` found: rule, threshold, counts),
+    ``genes_removed_*``, ``cells_removed_empty`` and ``cells_out``/``genes_out``.
+
+    Raises
+    ------
+    InputError
+        Nothing left after the filters, or empty droplets that cannot be told from cells
+        under ``empty_droplets="auto"`` (the message says to give the filtered matrix).
     """
+    if empty_droplets not in ("auto", "remove", "keep"):
+        raise InputError(
+            f"qc.empty_droplets = {empty_droplets!r}; expected 'auto', 'remove' or 'keep'"
+        )
     x = _as_csr(adata.X)
     n_cells0, n_genes0 = x.shape
     report: dict = {
         "settings": {
             "min_cells_fraction": min_cells_fraction,
+            "empty_droplets": empty_droplets,
+            "min_counts": min_counts,
             "min_genes": min_genes,
             "max_counts": max_counts,
             "max_mito_fraction": max_mito_fraction,
@@ -77,23 +141,36 @@ def qc_filter(
         "cells_in": int(n_cells0),
         "genes_in": int(n_genes0),
     }
+    logger.info("QC: %d cells × %d genes in", n_cells0, n_genes0)
     keep_cells = np.ones(n_cells0, dtype=bool)
     totals = np.asarray(x.sum(axis=1)).ravel()
+
+    def apply(name: str, ok: np.ndarray, rule: str) -> None:
+        nonlocal keep_cells
+        before = int(keep_cells.sum())
+        keep_cells &= ok
+        after = int(keep_cells.sum())
+        report[f"cells_removed_{name}"] = before - after
+        report[f"cells_after_{name}"] = after
+        logger.info("QC: %s: %d → %d cells (%d removed)", rule, before, after, before - after)
+
+    column = next((c for c in CELL_PROBABILITY_COLUMNS if c in adata.obs), None)
+    probability = adata.obs[column] if column else None
+    calls = call_cells(totals, probability, mode=empty_droplets, column=column or "")
+    report["empty_droplets"] = {k: v for k, v in calls.items() if k != "keep"}
+    apply("empty_droplets", calls["keep"], f"empty droplets [{calls['rule']}]")
+    if min_counts:
+        apply("min_counts", totals >= min_counts, f"qc.min_counts = {min_counts}")
     if min_genes:
-        ok = np.diff(x.indptr) >= min_genes
-        report["cells_removed_min_genes"] = int((keep_cells & ~ok).sum())
-        keep_cells &= ok
+        apply("min_genes", np.diff(x.indptr) >= min_genes, f"qc.min_genes = {min_genes}")
     if max_counts is not None:
-        ok = totals <= max_counts
-        report["cells_removed_max_counts"] = int((keep_cells & ~ok).sum())
-        keep_cells &= ok
+        apply("max_counts", totals <= max_counts, f"qc.max_counts = {max_counts}")
     if max_mito_fraction is not None:
         mito = mito_genes(adata.var_names)
         if mito.any():
             frac = np.asarray(x[:, mito].sum(axis=1)).ravel() / np.maximum(totals, 1)
             ok = frac <= max_mito_fraction
-            report["cells_removed_max_mito_fraction"] = int((keep_cells & ~ok).sum())
-            keep_cells &= ok
+            apply("max_mito_fraction", ok, f"qc.max_mito_fraction = {max_mito_fraction}")
         else:
             warnings.warn(
                 "max_mito_fraction is set but no gene name starts with 'MT-': filter skipped",
@@ -126,8 +203,199 @@ def qc_filter(
     out.obs["n_genes"] = np.diff(x.indptr)
     report["cells_out"], report["genes_out"] = map(int, x.shape)
     out.uns["scdsec_qc"] = report
+    if report["cells_removed_empty"]:
+        logger.info(
+            "QC: cells without counts in the genes kept: %d removed", report["cells_removed_empty"]
+        )
     logger.info("QC: %d → %d cells, %d → %d genes", n_cells0, x.shape[0], n_genes0, x.shape[1])
     return out
+
+
+def call_cells(
+    totals: np.ndarray,
+    cell_probability: pd.Series | np.ndarray | None = None,
+    *,
+    mode: EmptyDroplets = "auto",
+    column: str = "cell_probability",
+) -> dict:
+    """Which barcodes hold cells: the file's own cell calls, else two populations of counts.
+
+    1. **The file's calls.** When ``cell_probability`` is given (``obs['cell_probability']``
+       or ``obs['latent_cell_probability']``, :data:`CELL_PROBABILITY_COLUMNS`: CellBender's
+       posterior probability that a droplet holds a cell), the barcodes whose
+       probability exceeds :data:`CELL_PROBABILITY_CUTOFF` (0.5, CellBender's own cut for its
+       filtered output) are cells; a missing probability (a barcode CellBender did not
+       analyse, below its UMI cut) is not a cell.
+    2. **Otherwise, the counts.** Each barcode's total count is what Cell Ranger and
+       DropletUtils call cells by: in a raw matrix most barcodes are empty droplets holding a
+       few ambient molecules, far below the cells, and the barcode-rank curve (total against
+       rank, log–log) falls off a cliff between the two (Lun et al. 2019, *Genome Biology*
+       20:63, ``DropletUtils::barcodeRanks``; 10x Genomics, Cell Ranger's cell calling). Here
+       the populations are found by Gaussian mixtures on the log10 totals of the barcodes with
+       counts (scikit-learn, seeded; 1 to 4 components, the lowest BIC kept; see
+       :func:`_low_population`): the cells are the top component, apart from the next when
+       Ashman's D between the two is at least :data:`EMPTY_DROPLETS_MIN_D` and their means
+       lie at least :data:`EMPTY_DROPLETS_MIN_DECADES` decade apart; the cut (the bottom of
+       the cliff) is the total at which a barcode becomes likelier a cell than not. The
+       barcodes under it must be at least :data:`EMPTY_DROPLETS_MIN_FRACTION` of all (fewer
+       are a few shallow cells, left to ``min_counts``/``min_genes``), and fewer than
+       :data:`EMPTY_DROPLETS_MIN_BARCODES` barcodes with counts are too few to tell. Under
+       ``"auto"`` they must be a majority (:data:`EMPTY_DROPLETS_MAJORITY`, "mostly empty
+       droplets") to be removed; a minority stops with :class:`InputError`, which
+       ``"remove"`` overrides, and so does a matrix whose barcodes mostly hold fewer than
+       :data:`EMPTY_DROPLETS_TINY` counts (a raw matrix) without a population of cells
+       apart. A filtered matrix (one population) is
+       left whole. Barcodes without counts are removed with the empties.
+
+    Parameters
+    ----------
+    totals
+        Total count of each barcode, shape ``(n_barcodes,)``.
+    cell_probability
+        Each barcode's probability of holding a cell, same length, or ``None``.
+    mode
+        ``"auto"``, ``"remove"`` or ``"keep"`` (every barcode is a cell; nothing is computed).
+    column
+        Where ``cell_probability`` comes from, for the log (an ``obs`` column).
+
+    Returns
+    -------
+    ``{"keep": bool array (n_barcodes,), "rule": str (for the log), "method": "file" |
+    "counts" | "none", "removed": int, "threshold": float (the cut: a probability or a total
+    count; NaN when nothing was cut)}`` and, for ``"counts"``, ``"ashman_d"``,
+    ``"components"``, ``"low_fraction"``, ``"low_median"`` and ``"cell_median"`` (totals).
+
+    Raises
+    ------
+    InputError
+        Under ``"auto"``, when a low population apart from the cells holds between
+        :data:`EMPTY_DROPLETS_MIN_FRACTION` and :data:`EMPTY_DROPLETS_MAJORITY` of the
+        barcodes, or when most barcodes hold fewer than :data:`EMPTY_DROPLETS_TINY` counts
+        and no population of cells stands apart; the message says to give the filtered
+        matrix or set ``qc.empty_droplets``.
+    """
+    totals = np.asarray(totals, dtype=np.float64).ravel()
+    n = len(totals)
+    keep_all = np.ones(n, dtype=bool)
+    nothing = {"removed": 0, "threshold": float("nan")}
+    if mode == "keep":
+        return {"keep": keep_all, "rule": "qc.empty_droplets = keep", "method": "none", **nothing}
+    if cell_probability is not None:
+        p = pd.to_numeric(pd.Series(np.asarray(cell_probability)), errors="coerce").to_numpy()
+        keep = p > CELL_PROBABILITY_CUTOFF  # NaN (not analysed) is not a cell
+        rule = f"the file's cell calls: obs['{column}'] > {CELL_PROBABILITY_CUTOFF}"
+        return {
+            "keep": keep,
+            "rule": rule,
+            "method": "file",
+            "removed": int((~keep).sum()),
+            "threshold": CELL_PROBABILITY_CUTOFF,
+        }
+    with_counts = int((totals > 0).sum())
+    if with_counts < EMPTY_DROPLETS_MIN_BARCODES:
+        rule = (
+            f"{with_counts} barcodes with counts are too few to tell empty droplets: none removed"
+        )
+        return {"keep": keep_all, "rule": rule, "method": "none", **nothing}
+    found = _low_population(totals)
+    if found is None:
+        tiny = float((totals < EMPTY_DROPLETS_TINY).mean())
+        if mode == "auto" and tiny >= EMPTY_DROPLETS_MAJORITY:
+            raise InputError(
+                f"{100 * tiny:.0f}% of the {n} barcodes hold fewer than {EMPTY_DROPLETS_TINY} "
+                "counts, as in a raw matrix of empty droplets, but no population of cells "
+                "stands apart from them; give the filtered matrix (Cell Ranger's "
+                "filtered_feature_bc_matrix, CellBender's out_filtered.h5), or set "
+                "qc.empty_droplets: keep (every barcode is a cell) with qc.min_counts"
+            )
+        rule = "one population of total counts: none removed"
+        return {"keep": keep_all, "rule": rule, "method": "none", **nothing}
+    cut, stats = found
+    keep = totals >= cut
+    low = float((~keep).mean())
+    stats["low_fraction"] = low
+    if low < EMPTY_DROPLETS_MIN_FRACTION:
+        rule = (
+            f"{int((~keep).sum())} barcodes under {cut:.0f} counts are too few to be empty "
+            "droplets: none removed"
+        )
+        return {"keep": keep_all, "rule": rule, "method": "none", **nothing, **stats}
+    if mode == "auto" and low < EMPTY_DROPLETS_MAJORITY:
+        raise InputError(
+            f"{int((~keep).sum())} of {n} barcodes ({100 * low:.0f}%) form a population of "
+            f"low total counts (median {stats['low_median']:.0f}, against "
+            f"{stats['cell_median']:.0f} for the others): they may be empty droplets, or "
+            "cells; give the filtered matrix (Cell Ranger's filtered_feature_bc_matrix, "
+            "CellBender's out_filtered.h5), or set qc.empty_droplets: remove (drop the barcodes "
+            f"under {cut:.0f} counts) or keep (every barcode is a cell)"
+        )
+    rule = (
+        f"two populations of total counts (Ashman's D {stats['ashman_d']:.1f}): barcodes under "
+        f"{cut:.0f} counts are empty droplets"
+    )
+    return {
+        "keep": keep,
+        "rule": rule,
+        "method": "counts",
+        "removed": int((~keep).sum()),
+        "threshold": float(cut),
+        **stats,
+    }
+
+
+def _low_population(totals: np.ndarray) -> tuple[float, dict] | None:
+    """The cut between the cells and the barcodes of lower totals, or ``None``.
+
+    Gaussian mixtures of 1 to :data:`EMPTY_DROPLETS_MAX_COMPONENTS` components are fitted to
+    the log10 totals of the barcodes with at least :data:`EMPTY_DROPLETS_TINY` counts (fewer
+    are never cells; a seeded sample of at most
+    :data:`EMPTY_DROPLETS_MAX_FIT` of them) and the one of lowest BIC is kept: empty droplets
+    are not one Gaussian (a spike at 1–2 molecules and a tail of ambient ones), so they take
+    the lower components and the cells the top one. ``None`` when one component is kept, or
+    the top component is not apart from the next (see :func:`call_cells`). Otherwise the cut,
+    the smallest whole total between the two means at which a barcode is likelier in the top
+    component than in the others, and the mixture's figures.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    # Barcodes under EMPTY_DROPLETS_TINY counts are never cells: left out of the fit, so that
+    # the hundreds of thousands of them in a raw matrix do not drown the cells.
+    logs = np.log10(totals[totals >= EMPTY_DROPLETS_TINY])
+    if len(logs) < EMPTY_DROPLETS_MIN_BARCODES or np.ptp(logs) == 0:
+        return None
+    rng = np.random.default_rng(0)
+    sample = (
+        logs if len(logs) <= EMPTY_DROPLETS_MAX_FIT else rng.choice(logs, EMPTY_DROPLETS_MAX_FIT)
+    )
+    sample = sample.reshape(-1, 1)
+    best = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for k in range(1, EMPTY_DROPLETS_MAX_COMPONENTS + 1):
+            gm = GaussianMixture(k, random_state=0).fit(sample)
+            bic = gm.bic(sample)
+            if best is None or bic < best[0]:
+                best = (bic, gm)
+    gm = best[1]
+    if gm.n_components == 1:
+        return None
+    mean = gm.means_.ravel()
+    sd = np.sqrt(gm.covariances_.ravel())
+    low, high = np.argsort(mean)[-2:]
+    d = float(np.sqrt(2) * (mean[high] - mean[low]) / np.hypot(sd[low], sd[high]))
+    if d < EMPTY_DROPLETS_MIN_D or mean[high] - mean[low] < EMPTY_DROPLETS_MIN_DECADES:
+        return None
+    grid = np.linspace(mean[low], mean[high], 1001)
+    upper = gm.predict_proba(grid.reshape(-1, 1))[:, high] >= 0.5
+    cut = float(np.ceil(10 ** grid[int(np.argmax(upper))]))  # totals are whole numbers
+    stats = {
+        "ashman_d": d,
+        "components": int(gm.n_components),
+        "low_median": float(np.median(totals[totals < cut])),
+        "cell_median": float(np.median(totals[totals >= cut])),
+    }
+    return cut, stats
 
 
 def _nothing_left(report: dict, shape: tuple[int, int], *, all_zero: bool) -> str:

@@ -92,7 +92,7 @@ def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
         warnings.filterwarnings("ignore", message=r".* names are not unique")
         adata = sc.read_10x_h5(path, genome=genome, gex_only=False)
     types = list(adata.var["feature_types"]) if "feature_types" in adata.var else None
-    return _tenx(
+    parsed = _tenx(
         path,
         _csr32(adata.X, path),
         list(adata.obs_names),
@@ -100,6 +100,52 @@ def _read_10x_h5(path: Path, genome: str | None) -> _Parsed:
         list(adata.var_names),
         types,
     )
+    probability = _cellbender_cell_probability(path, genome, list(adata.obs_names))
+    if probability is not None:
+        parsed.obs = pd.DataFrame({"cell_probability": probability})
+    return parsed
+
+
+def _cellbender_cell_probability(path: Path, genome: str | None, barcodes: list[str]):
+    """CellBender's cell calls in its ``out.h5``, one per barcode (NaN where none), or ``None``.
+
+    CellBender writes each analysed droplet's posterior cell probability beside the matrix:
+    ``droplet_latents/cell_probability`` (v0.3) or ``<matrix group>/latent_cell_probability``
+    (v0.2). They are matched to the matrix's barcodes by name (``metadata/barcodes_analyzed``)
+    or else by ``barcode_indices_for_latents`` (indices into them, in the same group).
+    Barcodes it did not analyse get NaN. ``None`` when the file has no such calls or they do
+    not match the barcodes; QC (:func:`scdsec.preprocessing.call_cells`) uses them.
+    """
+    n = len(barcodes)
+    with h5py.File(path, "r") as f:
+        groups = [k for k in f if _is_10x_group(f[k]) and genome in (None, k, "matrix")]
+        found = [(f.get("droplet_latents"), "cell_probability")]
+        found += [(f[k], "latent_cell_probability") for k in groups]
+        hits = [(g, name) for g, name in found if isinstance(g, h5py.Group) and name in g]
+        if not hits:
+            return None
+        where, name = hits[0]
+        p = np.asarray(where[name][()], dtype=np.float64).ravel()
+        names = f.get("metadata/barcodes_analyzed")
+        stored = where.get("barcode_indices_for_latents")
+        if names is not None and len(names) == len(p) and len(set(barcodes)) == n:
+            idx = pd.Index(barcodes).get_indexer(_names(names[()]))
+        elif stored is not None:
+            idx = np.asarray(stored[()]).ravel()
+        else:
+            idx = np.arange(len(p)) if len(p) == n else np.array([-1])
+    if len(idx) != len(p) or (len(idx) and not 0 <= idx.min() <= idx.max() < n):
+        _log.info("%s: CellBender's cell probabilities do not match the barcodes; ignored", path)
+        return None
+    out = np.full(n, np.nan)
+    out[idx] = p
+    _log.info(
+        "%s: CellBender's cell probabilities for %d of %d barcodes (obs['cell_probability'])",
+        path,
+        len(p),
+        n,
+    )
+    return out
 
 
 def _tenx(
