@@ -138,6 +138,8 @@ def import_dataset(
     *,
     name: str,
     cache_dir: PathLike,
+    n_neighbors: int | None = None,
+    n_clusters: int | str | None = None,
 ) -> ad.AnnData:
     """Download (or simulate) one dataset of ``config.yaml`` and write it as raw counts.
 
@@ -146,6 +148,11 @@ def import_dataset(
     optional ``checksum``, ``format``, ``labels``, ``metadata_columns``, ``cells_as``,
     ``layer``, ``genome``.
     True labels, when named, end up in ``obs['label']``.
+
+    ``n_neighbors`` (``graph.n_neighbors``) and ``n_clusters`` (the dataset's) are checked
+    against the cells read (:func:`check_cells`), before anything is written: settings the
+    data cannot hold stop the run before QC. Raises :class:`InputError` naming the dataset,
+    its cells and the key.
     """
     from .io import fetch, read_counts
 
@@ -172,6 +179,7 @@ def import_dataset(
             genome=entry.get("genome"),
         )
     adata.uns["dataset"] = name
+    check_cells(adata, output, n_neighbors=n_neighbors, n_clusters=n_clusters, cells="cells")
     record(adata, "download", dict(entry))
     write_h5ad(adata, output)
     logger.info("Dataset %s: %d cells × %d genes → %s", name, *adata.shape, output)
@@ -200,12 +208,13 @@ def check_cells(
     n_neighbors: int | None = None,
     neighbors_key: str = "graph.n_neighbors",
     n_clusters: int | str | None = None,
+    cells: str = "cells after QC",
 ) -> None:
-    """:func:`scdsec.graph.check_cell_count` on a step's cells after QC, in config terms.
+    """:func:`scdsec.graph.check_cell_count` on a step's cells, in config terms.
 
     The message names the dataset (``uns['dataset']``, else the file ``input``), the cells
-    after QC and the key: ``neighbors_key`` for ``n_neighbors`` and
-    ``datasets.<name>.n_clusters`` for ``n_clusters``.
+    (``cells``: how the message calls them) and the key: ``neighbors_key`` for
+    ``n_neighbors`` and ``datasets.<name>.n_clusters`` for ``n_clusters``.
     """
     from .graph import check_cell_count
 
@@ -215,7 +224,7 @@ def check_cells(
         n_neighbors=n_neighbors,
         n_clusters=n_clusters,
         where=_where(adata, input),
-        cells="cells after QC",
+        cells=cells,
         neighbors_key=neighbors_key,
         clusters_key=f"datasets.{name}.n_clusters" if name else "n_clusters",
     )

@@ -364,9 +364,111 @@ def test_too_few_cells_is_one_line_naming_the_count_and_the_key(
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--config", str(tmp_path / "c.yaml")]
     assert main(cmd) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: 40 cells, " in err and expected in err
+    assert "QC:" not in captured  # the file's cells are checked before any step
+    assert not (tmp_path / "out").exists()
+
+
+def test_cells_left_by_qc_are_checked_before_normalising(tmp_path, capsys):
+    """A file with cells enough for --n-clusters, but not after QC: stopped right after QC,
+    naming the cells after QC and --n-clusters."""
+    from scdsec.simulate import simulate_counts
+
+    adata = simulate_counts(300, 200, 3, seed=0, separation=1.0)
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    totals = np.asarray(adata.X.sum(axis=1)).ravel()
+    config = {"qc": {"max_counts": float(np.quantile(totals, 0.3))}, "graph": {"n_neighbors": 5}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    cmd = ["cluster", str(path), "--out", str(tmp_path / "out"), "--n-clusters", "100"]
+    assert main([*cmd, "--config", str(tmp_path / "c.yaml")]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: " in err and "cells after QC, fewer than --n-clusters = 100" in err
+    assert "c.yaml" not in err  # the config holds no n_clusters
+    assert "QC:" in captured and "highly variable" not in captured
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------ settings checked before any work (case 14)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", "got '1' (one cluster is no clustering)"),
+        ("0", "got '0'"),
+        ("-2", "got '-2'"),
+        ("2.5", "got '2.5'"),
+        ("many", "got 'many'"),
+    ],
+)
+def test_n_clusters_is_checked_before_the_data_is_read(
+    tmp_path, sim_file, fast_config, capsys, value, expected
+):
+    """Named as given (--n-clusters), never blaming --config or the input, before any step."""
+    cmd = ["cluster", str(sim_file), "--out", str(tmp_path / "out"), "--n-clusters", value]
+    assert main([*cmd, "--config", str(fast_config)]) == 2
+    captured = capsys.readouterr().err
+    assert captured.strip().count("\n") == 0, captured  # nothing read, no step logged
+    err = error_line(capsys, captured)
+    assert "--n-clusters must be auto or a whole number of at least 2" in err and expected in err
+    assert str(fast_config) not in err and str(sim_file) not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_clusters_than_cells_is_refused_before_qc(tmp_path, sim_file, fast_config, capsys):
+    cmd = ["cluster", str(sim_file), "--out", str(tmp_path / "out"), "--n-clusters", "301"]
+    assert main([*cmd, "--config", str(fast_config)]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert err.endswith(
+        f"{sim_file}: 300 cells, fewer than --n-clusters = 301 clusters; "
+        "set --n-clusters to at most 300"
+    )
+    assert "QC:" not in captured
+
+
+def test_a_whole_number_written_as_a_float_is_that_integer(tmp_path, sim_file, capsys):
+    """graph.n_neighbors: 10.0 in --config and --n-clusters 3.0 read as 10 and 3; 10.5 is
+    refused naming the key and the --config file."""
+    config = {**FAST, "graph": {"n_neighbors": 10.0, "n_pcs": 20.0}}
+    config["train"] = {"pretrain_epochs": 2, "epochs": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    cmd = ["cluster", str(sim_file), "--out", str(out), "--device", "cpu"]
+    assert main([*cmd, "--n-clusters", "3.0", "--config", str(tmp_path / "c.yaml")]) == 0
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    assert result.obs["scdsec"].nunique() <= 3
+    assert result.uns["scdsec_graph"]["n_neighbors"] == 10
+    config["graph"]["n_neighbors"] = 10.5
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main([*cmd, "--n-clusters", "3", "--config", str(tmp_path / "c.yaml")]) == 2
     err = error_line(capsys)
-    assert "Traceback" not in err
-    assert f"{path}: 40 cells after QC" in err and expected in err
+    assert f"{tmp_path / 'c.yaml'}: graph.n_neighbors must be an integer, got 10.5" in err
+
+
+def test_case_14_one_cell_type_settings_named_as_given(tmp_path, shared_cases, capsys):
+    path = shared_cases / "14-one-cell-type" / "sorted_one_type.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"graph": {"n_neighbors": 10}}))
+    cmd = ["cluster", str(path), "--out", str(tmp_path / "out"), "--config", str(config)]
+    assert main([*cmd, "--n-clusters", "1"]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert captured.strip().count("\n") == 0, captured  # before the file is read
+    assert "--n-clusters must be auto or a whole number of at least 2, got '1'" in err
+    assert str(config) not in err and str(path) not in err
+    assert main([*cmd, "--n-clusters", "501"]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: 500 cells, fewer than --n-clusters = 501" in err and "QC:" not in captured
+    assert str(config) not in err
     assert not (tmp_path / "out").exists()
 
 

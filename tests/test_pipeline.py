@@ -125,6 +125,24 @@ def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_c
     assert ad.read_h5ad(args[1]).n_obs == 40
 
 
+def test_import_checks_the_cells_read_before_writing(tmp_path, small_counts):
+    """The download step knows the cells first: too few for K or for n_clusters stop it, naming
+    the dataset, the cells and the key, with nothing written (before QC)."""
+    from scdsec.pipeline import import_dataset
+
+    source = tmp_path / "few.h5ad"
+    small_counts[:40].copy().write_h5ad(source)
+    out = tmp_path / "counts.h5ad"
+    kwargs = {"name": "few", "cache_dir": tmp_path / "cache"}
+    with pytest.raises(InputError, match=r"^dataset few: 40 cells, too few for graph\.n_neigh"):
+        import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=50, n_clusters=3)
+    with pytest.raises(InputError, match=r"^dataset few: 40 cells, fewer than datasets\.few\."):
+        import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=10, n_clusters=41)
+    assert not out.exists()
+    import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=39, n_clusters=40)
+    assert ad.read_h5ad(out).n_obs == 40
+
+
 def test_a_step_keeps_every_thread_pool_to_its_rules_threads(tmp_path):
     """Run in a fresh interpreter: the pools of libraries loaded before and after the step
     starts (BLAS, OpenMP, numba, torch) all hold the rule's one thread, and waiting OpenMP

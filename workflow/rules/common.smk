@@ -12,21 +12,28 @@ from snakemake.utils import min_version, validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
 from scdsec.io import download
-from scdsec.workflow_config import coerce_to_schema, schema_problem
+from scdsec import InputError
+from scdsec._checks import check_cell_count
+from scdsec.workflow_config import coerce_to_schema, config_origin, schema_problem
 
 min_version("9.0")
 
 # `--config seeds=[0]` arrives as ["0"]: numbers, booleans and nulls given as strings become
-# what the schema asks for before anything reads the config.
+# what the schema asks for before anything reads the config (and `8.0` an integer where the
+# schema asks for one, so that it names the same run folders as `8`).
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _schema = yaml.safe_load(SCHEMA.read_text())
 coerce_to_schema(config, _schema)
+_GIVEN = None  # the config as read, once validation has passed (before defaults fill it)
 
 
 def _config_error(key, problem):
-    # every config file read (config.yaml, then each --configfile over it), not only the first
-    files = ", ".join(dict.fromkeys(str(f) for f in workflow.configfiles)) or "config.yaml"
-    raise ValueError(f"{files}: {key}: {problem}")
+    # where the value came from: `--config` on the command line, else every config file read
+    # (config.yaml, then each --configfile over it), not only the first
+    files = [str(f) for f in workflow.configfiles]
+    overrides = getattr(getattr(workflow, "config_settings", None), "config", None) or {}
+    where = config_origin(key, overrides, files, _GIVEN)
+    raise ValueError(f"{where}: {problem}")
 
 
 # A wrong config stops here in one line naming the key (Snakemake's validate below would print
@@ -37,6 +44,7 @@ if (_problem := schema_problem(config, _schema)) is not None:
 
 # The model's values come from `preset`, overridden by what the config sets under `model`
 # and `train`; read those before validation fills every key with its documented default.
+_GIVEN = json.loads(json.dumps(config))
 MODEL_PARAMS = {
     "preset": config.get("preset", "default"),
     "model": dict(config.get("model") or {}),
@@ -65,6 +73,31 @@ for _name, _entry in config["datasets"].items():
         )
     if isinstance(_proportions, list) and not any(_proportions):
         _config_error(f"datasets.{_name}.simulate.proportions", "the weights are all zero")
+
+# What a simulated dataset's cells must hold is known from the config alone: checked here,
+# before any job (a file's cells are checked as soon as it is read, in `download`).
+for _name in config["run"]:
+    _entry = config["datasets"][_name]
+    _simulate = _entry.get("simulate")
+    if _simulate is None:
+        continue
+    if _simulate["types"] > _simulate["cells"]:
+        _config_error(
+            f"datasets.{_name}.simulate.types",
+            f"{_simulate['types']} types need at least as many cells (simulate.cells = {_simulate['cells']})",
+        )
+    try:
+        check_cell_count(
+            _simulate["cells"],
+            n_neighbors=config["graph"]["n_neighbors"],
+            n_clusters=_entry["n_clusters"],
+            cells="simulated cells (simulate.cells)",
+            neighbors_key="graph.n_neighbors",
+            clusters_key=f"datasets.{_name}.n_clusters",
+        )
+    except InputError as _err:
+        _key = "graph.n_neighbors" if "graph.n_neighbors" in str(_err) else f"datasets.{_name}.n_clusters"
+        _config_error(_key, f"dataset {_name}: {_err}")
 
 EXPERIMENT_DATASETS = config["experiments"]["datasets"] or config["run"][:1]
 EXPERIMENT_SEEDS = config["experiments"]["seeds"]
@@ -117,6 +150,12 @@ K = config["graph"]["n_neighbors"]
 
 def dataset_entry(wildcards):
     return config["datasets"][wildcards.dataset]
+
+
+def download_entry(wildcards):
+    """The dataset's entry as the download step reads it: without `n_clusters`, which it only
+    checks (from the config), so that changing K reruns no preprocessing."""
+    return {k: v for k, v in dataset_entry(wildcards).items() if k != "n_clusters"}
 
 
 def local_source(wildcards):
