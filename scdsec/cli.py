@@ -173,10 +173,10 @@ def _batch_size(value: str) -> int | str:
 
 def _cluster(args: argparse.Namespace) -> None:
     from .graph import build_knn_graph
-    from .io import read_counts
+    from .io.metadata import read_counts_with_metadata
     from .metrics import score_labelled
     from .model import Params
-    from .pipeline import atomic_path, record, write_results
+    from .pipeline import atomic_path, keep_input_columns, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
 
@@ -192,8 +192,9 @@ def _cluster(args: argparse.Namespace) -> None:
         model_params = Params.from_dict(params)
     except InputError as err:
         raise InputError(f"{args.config or '--batch-size'}: {err}") from None
-    adata = read_counts(
+    adata = read_counts_with_metadata(
         args.input,
+        metadata=args.metadata,
         format=args.format,
         labels=args.labels,
         metadata_columns=[c for c in args.metadata_columns.split(",") if c],
@@ -201,6 +202,7 @@ def _cluster(args: argparse.Namespace) -> None:
         layer=args.layer,
         genome=args.genome,
     )
+    keep_input_columns(adata, str(args.input), labels=args.labels)
     # what the settings ask of the cells is checked on the file's cells, then after QC
     _check_cells(adata.n_obs, "cells", sections["graph"], n_clusters, args)
     for name, function in steps.items():
@@ -213,7 +215,7 @@ def _cluster(args: argparse.Namespace) -> None:
         if name == "qc":
             _check_cells(adata.n_obs, "cells after QC", sections["graph"], n_clusters, args)
     if args.labels:
-        _check_labelled(adata.obs["label"], args)
+        _check_labelled(adata.obs["scdsec_true_label"], args)
     try:
         model = cluster(
             adata,
@@ -234,7 +236,9 @@ def _cluster(args: argparse.Namespace) -> None:
     if not args.labels:  # scores of an earlier run into this folder belong to other clusters
         (args.out / "metrics.json").unlink(missing_ok=True)
     if args.labels:
-        scores = score_labelled(adata.obs["label"], adata.obs["scdsec"], label_key=args.labels)
+        scores = score_labelled(
+            adata.obs["scdsec_true_label"], adata.obs["scdsec"], label_key=args.labels
+        )
         with atomic_path(args.out / "metrics.json") as tmp:
             tmp.write_text(
                 json.dumps({"labels": args.labels, "seed": args.seed, **scores}, indent=1)
@@ -347,7 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clu.add_argument(
         "--labels",
-        help="where the true cell types are (obs column, CSV column, Y); cells whose label is "
+        help="where the true cell types are (obs column, CSV column, Y, a --metadata column); "
+        "cells whose label is "
         "missing (NaN, None, empty) are clustered but not scored",
     )
     clu.add_argument(
@@ -365,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--layer", help=".h5ad/.zarr/.loom: read the counts from this layer instead of X"
     )
     clu.add_argument("--genome", help="10x .h5 with several genomes: the genome to cluster")
+    clu.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="TABLE",
+        help="cell metadata table (CSV/TSV: one row per cell, its name first, a header), "
+        "joined to the counts by cell name; --labels may name one of its columns",
+    )
     clu.add_argument(
         "--metadata-columns",
         default="",

@@ -255,6 +255,20 @@ def test_a_source_under_home_is_found(tmp_path):
     assert f"{home}/data/other.h5ad does not exist" in line and "folder" not in line
 
 
+def test_a_missing_cell_metadata_table_is_named_before_any_job(tmp_path):
+    from scdsec.simulate import simulate_counts
+
+    simulate_counts(60, 50, 2, seed=0).write_h5ad(tmp_path / "mine.h5ad")
+    entry = {"source": "mine.h5ad", "metadata": "cells.tsv", "labels": "cell_type"}
+    write_config(tmp_path, {**TINY, "run": ["mine"], "datasets": {"mine": entry}})
+    proc = snakemake(tmp_path, "-n", check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if "cells.tsv" in x)
+    assert proc.returncode != 0
+    assert line.startswith("config.yaml: datasets.mine.metadata: cells.tsv does not exist")
+    (tmp_path / "cells.tsv").write_text("cell\tcell_type\n")
+    assert planned_jobs(tmp_path, "--until", "download") == {"download": 1}
+
+
 def _few_cells_file(tmp_path: Path, n_cells: int = 40) -> Path:
     from scdsec.simulate import simulate_counts
 
@@ -364,7 +378,7 @@ def test_demo_runs_through_graph_and_a_changed_graph_parameter_reruns_only_the_g
     graph = ad.read_h5ad(graph_path)
     assert graph.n_obs == 300 and graph.n_vars == 100
     assert graph.obsp["knn"].shape == (300, 300)
-    assert set(graph.obs["label"].unique()) == {"type1", "type2", "type3"}
+    assert set(graph.obs["scdsec_true_label"].unique()) == {"type1", "type2", "type3"}
     steps = graph.uns["scdsec_steps"]
     assert {"download", "qc", "normalize", "graph"} <= set(steps)
     assert steps["graph"]["params"]["n_neighbors"] == 10
@@ -454,7 +468,7 @@ def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
     finally:
         server.shutdown()
     web = ad.read_h5ad(only_file(tmp_path, "results/web_csv/preprocess/qc_*.h5ad"))
-    assert web.n_obs == 120 and list(web.obs["label"].cat.categories) == ["x", "y", "z"]
+    assert web.n_obs == 120 and list(web.obs["scdsec_true_label"].cat.categories) == ["x", "y", "z"]
     local = ad.read_h5ad(only_file(tmp_path, "results/local_mtx/preprocess/qc_*.h5ad"))
     assert local.n_obs == 120 and "G0" in local.var_names
     assert not list((tmp_path / "resources" / "local_mtx").glob("download/*")), (
@@ -489,7 +503,7 @@ def test_real_dataset_graph(tmp_path, shared_data):
     snakemake(tmp_path, "--until", "graph")
     g = ad.read_h5ad(only_file(tmp_path, "results/worm/preprocess/graph_t1000_k50_*.h5ad"))
     a = g.obsp["knn"]
-    assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["label"].nunique() == 10
+    assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["scdsec_true_label"].nunique() == 10
     assert (a != a.T).nnz == 0 and np.diff(a.indptr).min() >= 50
     assert a.nnz < 0.05 * a.shape[0] ** 2
     seconds = float(
@@ -742,4 +756,4 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
     rows_log = (tmp_path / "logs/rows/download.log").read_text()
     assert "cells are the table's rows" in rows_log and "400 cells × 200 genes" in rows_log
     partly = ad.read_h5ad(tmp_path / "resources/partly/counts.h5ad")
-    assert partly.obs["label"].isna().sum() == 89
+    assert partly.obs["scdsec_true_label"].isna().sum() == 89

@@ -109,22 +109,24 @@ for _name in EXPERIMENT_DATASETS:
         )
 
 
-def local_path(entry):
-    """The dataset's local file or folder (None for a URL or simulated data)."""
-    source = entry.get("source")
+def local_path(entry, key="source"):
+    """The dataset's local file or folder (None for a URL or simulated data); with ``key``
+    "metadata", its cell metadata table's."""
+    source = entry.get(key)
     return None if source is None else download.local_source(str(source))
 
 
-# A local dataset that is not there stops the run at once, naming the dataset and the path.
-for _name in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]):
+# A local dataset (or metadata table) that is not there stops the run at once, naming the
+# dataset and the path.
+for _name, _key in [(n, k) for n in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]) for k in ("source", "metadata")]:
     try:
-        _path = local_path(config["datasets"][_name])
+        _path = local_path(config["datasets"][_name], _key)
     except ValueError as _err:  # InputError: a scheme that is neither http(s) nor file
-        _config_error(f"datasets.{_name}.source", str(_err))
+        _config_error(f"datasets.{_name}.{_key}", str(_err))
     if _path is not None and not Path(_path).exists():
         _folder = Path(_path).parent
         _config_error(
-            f"datasets.{_name}.source",
+            f"datasets.{_name}.{_key}",
             (
                 f"the folder {_folder} is missing (it should hold {Path(_path).name})"
                 if not _folder.is_dir()
@@ -159,17 +161,23 @@ def download_entry(wildcards):
 
 
 def local_source(wildcards):
-    """The dataset's local file as an input, its modification time ignored (`ancient`): what
-    reruns its steps is a change of content (`source_content`), not a copy or a remount."""
-    path = local_path(dataset_entry(wildcards))
-    return ancient(path) if path else []
+    """The dataset's local files (counts, metadata table) as inputs, their modification times
+    ignored (`ancient`): what reruns its steps is a change of content (`source_content`), not
+    a copy or a remount."""
+    paths = [local_path(dataset_entry(wildcards), key) for key in ("source", "metadata")]
+    return [ancient(path) for path in paths if path]
 
 
 def source_content(wildcards):
-    """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else.
-    Cached in resources/source_digests.json by size and modification time."""
-    path = local_path(dataset_entry(wildcards))
-    return download.content_digest(path, cache="resources/source_digests.json") if path else None
+    """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else —
+    with a local metadata table, a list of both. Cached in resources/source_digests.json by
+    size and modification time."""
+    digests = [
+        download.content_digest(path, cache="resources/source_digests.json")
+        for path in (local_path(dataset_entry(wildcards), key) for key in ("source", "metadata"))
+        if path
+    ]
+    return None if not digests else digests[0] if len(digests) == 1 else digests
 
 
 # ---------------------------------------------------------------- preprocessing files
