@@ -21,6 +21,7 @@ from .._errors import InputError
 __all__ = ["add_cell_metadata", "read_cell_metadata"]
 
 _log = logging.getLogger(__name__)
+_COMPRESSED = {".gz", ".bz2", ".xz", ".zip", ".zst"}
 
 
 def read_cell_metadata(path: str | os.PathLike) -> pd.DataFrame:
@@ -29,7 +30,8 @@ def read_cell_metadata(path: str | os.PathLike) -> pd.DataFrame:
     Parameters
     ----------
     path
-        CSV or TSV file (the separator is detected), optionally compressed.
+        CSV or TSV file, optionally compressed: the separator is a comma for ``.csv``, a tab
+        for ``.tsv``/``.tab``, else detected.
 
     Returns
     -------
@@ -45,8 +47,10 @@ def read_cell_metadata(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"{path}: cell metadata table not found")
-    try:
-        table = pd.read_csv(path, sep=None, engine="python", index_col=0)
+    suffixes = [x.lower() for x in path.suffixes if x.lower() not in _COMPRESSED]
+    sep = {".csv": ",", ".tsv": "\t", ".tab": "\t"}.get(suffixes[-1] if suffixes else "")
+    try:  # the separator from the name where it tells, else detected (csv.Sniffer)
+        table = pd.read_csv(path, sep=sep, engine=None if sep else "python", index_col=0)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(
