@@ -62,3 +62,23 @@ def check_cell_count(
             f"{prefix}{n_cells} {cells}, fewer than {clusters_key} = {n_clusters} clusters; "
             f"set {clusters_key} to at most {n_cells}"
         )
+
+
+def h5ad_n_obs(path) -> int | None:
+    """The number of cells of an ``.h5ad`` file, read from its ``obs`` index alone (h5py,
+    imported here); None for another file, a folder or anything unreadable — the caller then
+    learns the cells when the file is read."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix.lower() != ".h5ad" or not path.is_file():
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            obs = f["obs"]
+            index = obs[obs.attrs["_index"]] if isinstance(obs, h5py.Group) else obs
+            return int(index.shape[0])
+    except Exception:  # noqa: BLE001 - any surprise: not known before reading
+        return None

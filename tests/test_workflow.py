@@ -269,12 +269,33 @@ def test_a_missing_cell_metadata_table_is_named_before_any_job(tmp_path):
     assert planned_jobs(tmp_path, "--until", "download") == {"download": 1}
 
 
-def _few_cells_file(tmp_path: Path, n_cells: int = 40) -> Path:
+def _few_cells_file(tmp_path: Path, n_cells: int = 40, name: str = "few.counts") -> Path:
+    """An AnnData file of ``n_cells`` simulated cells; named other than ``.h5ad``, its cells
+    are known only once `download` has read it."""
     from scdsec.simulate import simulate_counts
 
-    path = tmp_path / "few.h5ad"
+    path = tmp_path / name
     simulate_counts(n_cells, 200, 3, seed=0, separation=1.0).write_h5ad(path)
     return path
+
+
+def test_settings_a_local_h5ad_cannot_hold_stop_before_any_job(tmp_path):
+    """A local .h5ad's cells are read from its index when the config loads: too few for K or
+    for n_clusters stop the run there, naming the file and the key."""
+    path = _few_cells_file(tmp_path, name="few.h5ad")
+    config = {"run": ["few"], "datasets": {"few": {"source": str(path), "n_clusters": 3}}}
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "graph.n_neighbors")
+    assert line.startswith("graph.n_neighbors (default, not set in config.yaml): dataset few: ")
+    assert f"40 cells in {path}, too few for graph.n_neighbors = 50" in line
+    config["graph"] = {"n_neighbors": 10}
+    config["datasets"]["few"]["n_clusters"] = 41
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "datasets.few.n_clusters")
+    assert "40 cells in" in line and "fewer than datasets.few.n_clusters = 41 clusters" in line
+    config["datasets"]["few"]["n_clusters"] = 40
+    write_config(tmp_path, config)
+    assert planned_jobs(tmp_path, "--until", "download") == {"download": 1}
 
 
 @pytest.mark.slow
@@ -332,7 +353,6 @@ def test_too_few_cells_stop_the_workflow_in_one_line_naming_the_key(tmp_path):
     assert "40 cells after QC" in line and "experiments.sensitivity.k = 45" in line
 
 
-@pytest.mark.slow
 def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
     path = shared_cases / "05-fewer-cells-than-neighbours" / "tiny.h5ad"
     if not path.is_file():
@@ -342,13 +362,11 @@ def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
         "datasets": {"tiny": {"source": str(path), "labels": "cell_type", "n_clusters": 3}},
     }
     write_config(tmp_path, config)
-    proc = snakemake(tmp_path, check=False)
-    line = failed_step_line(proc, tmp_path / "logs/tiny/download.log")
-    assert "dataset tiny: 40 cells, too few for graph.n_neighbors = 50" in line
-    assert not (tmp_path / "resources/tiny/counts.h5ad").exists()
+    line = config_line(snakemake(tmp_path, check=False), "graph.n_neighbors")
+    assert f"dataset tiny: 40 cells in {path}, too few for graph.n_neighbors = 50" in line
+    assert not (tmp_path / "resources").exists()
 
 
-@pytest.mark.slow
 def test_case_14_settings_named_as_given_before_qc(tmp_path, shared_cases):
     path = shared_cases / "14-one-cell-type" / "sorted_one_type.h5ad"
     if not path.is_file():
@@ -362,11 +380,10 @@ def test_case_14_settings_named_as_given_before_qc(tmp_path, shared_cases):
     )
     config["datasets"]["one"]["n_clusters"] = 2
     write_config(tmp_path, config)
-    proc = snakemake(
-        tmp_path, "--until", "download", "--config", "graph={n_neighbors: 500}", check=False
-    )
-    line = failed_step_line(proc, tmp_path / "logs/one/download.log")
-    assert "dataset one: 500 cells, too few for graph.n_neighbors = 500" in line
+    proc = snakemake(tmp_path, "-n", "--config", "graph={n_neighbors: 500}", check=False)
+    line = config_line(proc, "graph.n_neighbors")
+    assert line.startswith("--config: graph.n_neighbors: dataset one: 500 cells in ")
+    assert "too few for graph.n_neighbors = 500" in line
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
 from scdsec.io import download
 from scdsec import InputError
-from scdsec._checks import check_cell_count
+from scdsec._checks import check_cell_count, h5ad_n_obs
 from scdsec.workflow_config import coerce_to_schema, config_origin, schema_problem
 
 min_version("9.0")
@@ -74,24 +74,33 @@ for _name, _entry in config["datasets"].items():
     if isinstance(_proportions, list) and not any(_proportions):
         _config_error(f"datasets.{_name}.simulate.proportions", "the weights are all zero")
 
-# What a simulated dataset's cells must hold is known from the config alone: checked here,
-# before any job (a file's cells are checked as soon as it is read, in `download`).
+# What a dataset's cells must hold is checked here, before any job, where the config tells the
+# cells (a simulated dataset) or a local .h5ad's index does; other files' cells are checked as
+# soon as `download` has read them.
 for _name in config["run"]:
     _entry = config["datasets"][_name]
     _simulate = _entry.get("simulate")
-    if _simulate is None:
-        continue
-    if _simulate["types"] > _simulate["cells"]:
+    if _simulate is not None and _simulate["types"] > _simulate["cells"]:
         _config_error(
             f"datasets.{_name}.simulate.types",
             f"{_simulate['types']} types need at least as many cells (simulate.cells = {_simulate['cells']})",
         )
+    if _simulate is not None:
+        _cells, _what = _simulate["cells"], "simulated cells (simulate.cells)"
+    else:
+        try:
+            _path = download.local_source(str(_entry["source"]))
+        except ValueError:  # a scheme neither http(s) nor file: named below
+            _path = None
+        _cells, _what = (h5ad_n_obs(_path) if _path else None), f"cells in {_path}"
+    if _cells is None:
+        continue
     try:
         check_cell_count(
-            _simulate["cells"],
+            _cells,
             n_neighbors=config["graph"]["n_neighbors"],
             n_clusters=_entry["n_clusters"],
-            cells="simulated cells (simulate.cells)",
+            cells=_what,
             neighbors_key="graph.n_neighbors",
             clusters_key=f"datasets.{_name}.n_clusters",
         )
