@@ -116,7 +116,7 @@ def labelled_counts(name):
     if name in REAL:
         f, fmt, lab = REAL[name]
         adata = read_counts(DATA / f, labels=lab, format=fmt)
-        adata.obs["truth"] = adata.obs["label"].astype(str)
+        adata.obs["truth"] = adata.obs["scdsec_true_label"].astype(str)
     else:
         from scdsec.simulate import simulate_counts
 

@@ -18,7 +18,6 @@ import os
 import platform
 import subprocess
 import time
-from pathlib import Path
 
 import pandas as pd
 

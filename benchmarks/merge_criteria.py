@@ -61,7 +61,7 @@ def main() -> None:
         if args.datasets and name not in args.datasets:
             continue
         _, adata = screen._prepared(name, entry, Path(args.cache))
-        truth = adata.obs["label"].astype(str).to_numpy()
+        truth = adata.obs["scdsec_true_label"].astype(str).to_numpy()
         k = int(entry.get("n_clusters") or len(np.unique(truth)))
         for seed in args.seeds:
             if (name, seed) in done:

@@ -155,7 +155,9 @@ def _prepared(name: str, entry: dict, cache: Path):
             from scdsec.simulate import imbalanced_subset
 
             base, _ = _prepared(entry["from"], entry["base"], cache)
-            keep = imbalanced_subset(base.obs["label"], **entry["imbalance"], seed=entry["draw"])
+            keep = imbalanced_subset(
+                base.obs["scdsec_true_label"], **entry["imbalance"], seed=entry["draw"]
+            )
             qc = qc_filter(base[keep].copy())
         else:
             raw = import_dataset(entry, cache / f"{name}.counts.h5ad", name=name, cache_dir=cache)
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> None:
             if args.datasets and name not in args.datasets:
                 continue
             qc, adata = _prepared(name, entry, cache)
-            truth = adata.obs["label"].astype(str).to_numpy()
+            truth = adata.obs["scdsec_true_label"].astype(str).to_numpy()
             k = int(entry.get("n_clusters") or len(np.unique(truth)))
             if labels_dir is not None:
                 (labels_dir / name).mkdir(parents=True, exist_ok=True)

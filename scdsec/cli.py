@@ -97,7 +97,8 @@ def read_config(path: Path | None) -> dict:
 
 def _checked_section(config: dict, section: str, function, source: Path | None) -> dict:
     """A config section as keyword arguments of ``function``; an unknown key, or a value of
-    another type than ``function`` declares, is named."""
+    another type than ``function`` declares, is named. A whole number written as a float
+    (``50.0``) where an integer is declared becomes that integer."""
     values = dict(config.get(section) or {})
     known = set(inspect.signature(function).parameters) - {"adata"}
     unknown = sorted(set(values) - known)
@@ -105,11 +106,25 @@ def _checked_section(config: dict, section: str, function, source: Path | None) 
         raise InputError(f"{source}: unknown key {section}.{unknown[0]} (known: {sorted(known)})")
     hints = typing.get_type_hints(function)
     for key, value in values.items():
+        if key in hints and _wants_int(hints[key]) and _is_whole_float(value):
+            values[key] = value = int(value)
         if key in hints and not _matches(value, hints[key]):
             raise InputError(
                 f"{source}: {section}.{key} must be {_describe(hints[key])}, got {value!r}"
             )
     return values
+
+
+def _is_whole_float(value: object) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
+def _wants_int(annotation: object) -> bool:
+    """Whether an annotation accepts an integer but no other number."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        return int in args and float not in args
+    return annotation is int
 
 
 def _matches(value: object, annotation: object) -> bool:
@@ -158,13 +173,14 @@ def _batch_size(value: str) -> int | str:
 
 def _cluster(args: argparse.Namespace) -> None:
     from .graph import build_knn_graph
-    from .io import read_counts
+    from .io.metadata import read_counts_with_metadata
     from .metrics import score_labelled
     from .model import Params
-    from .pipeline import atomic_path, record, write_results
+    from .pipeline import atomic_path, keep_input_columns, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
 
+    n_clusters = _n_clusters(args.n_clusters)
     config = read_config(args.config)
     steps = {"qc": qc_filter, "normalize": normalize, "graph": build_knn_graph}
     sections = {name: _checked_section(config, name, f, args.config) for name, f in steps.items()}
@@ -176,17 +192,9 @@ def _cluster(args: argparse.Namespace) -> None:
         model_params = Params.from_dict(params)
     except InputError as err:
         raise InputError(f"{args.config or '--batch-size'}: {err}") from None
-    if args.n_clusters == "auto":
-        n_clusters: int | str = "auto"
-    else:
-        try:
-            n_clusters = int(args.n_clusters)
-        except ValueError:
-            msg = f"--n-clusters must be an integer or auto, got {args.n_clusters!r}"
-            raise InputError(msg) from None
-
-    adata = read_counts(
+    adata = read_counts_with_metadata(
         args.input,
+        metadata=args.metadata,
         format=args.format,
         labels=args.labels,
         metadata_columns=[c for c in args.metadata_columns.split(",") if c],
@@ -196,6 +204,9 @@ def _cluster(args: argparse.Namespace) -> None:
         counts=args.counts,
         sample=args.sample,
     )
+    keep_input_columns(adata, str(args.input), labels=args.labels)
+    # what the settings ask of the cells is checked on the file's cells, then after QC
+    _check_cells(adata.n_obs, "cells", sections["graph"], n_clusters, args)
     for name, function in steps.items():
         try:
             adata = function(adata, **sections[name])
@@ -204,9 +215,9 @@ def _cluster(args: argparse.Namespace) -> None:
         except (TypeError, ValueError) as err:
             raise InputError(f"{args.input}: {name} step: {err}") from None
         if name == "qc":
-            _check_cells(adata.n_obs, sections["graph"], n_clusters, args)
+            _check_cells(adata.n_obs, "cells after QC", sections["graph"], n_clusters, args)
     if args.labels:
-        _check_labelled(adata.obs["label"], args)
+        _check_labelled(adata.obs["scdsec_true_label"], args)
     try:
         model = cluster(
             adata,
@@ -219,15 +230,17 @@ def _cluster(args: argparse.Namespace) -> None:
             checkpoint_dir=args.out / "checkpoints",
             checkpoint_every=args.checkpoint_every,
         )
-    except InputError as err:
-        raise InputError(f"{args.config or args.input}: {err}") from None
+    except InputError as err:  # the settings were checked above: this is about the data
+        raise InputError(f"{args.input}: {err}") from None
     record(adata, "cluster", {"input": str(args.input), "seed": args.seed, **sections, **params})
     write_results(adata, model, args.out)
     summary = f"{adata.n_obs} cells in {model.n_clusters} clusters"
     if not args.labels:  # scores of an earlier run into this folder belong to other clusters
         (args.out / "metrics.json").unlink(missing_ok=True)
     if args.labels:
-        scores = score_labelled(adata.obs["label"], adata.obs["scdsec"], label_key=args.labels)
+        scores = score_labelled(
+            adata.obs["scdsec_true_label"], adata.obs["scdsec"], label_key=args.labels
+        )
         with atomic_path(args.out / "metrics.json") as tmp:
             tmp.write_text(
                 json.dumps({"labels": args.labels, "seed": args.seed, **scores}, indent=1)
@@ -239,21 +252,44 @@ def _cluster(args: argparse.Namespace) -> None:
     print(f"{summary}; results in {args.out}/")
 
 
-def _check_cells(n_cells: int, graph: dict, n_clusters: int | str, args) -> None:
-    """Stop right after QC when the cells are too few for K (graph.n_neighbors) or for
-    --n-clusters: the workflow's check (:func:`scdsec.graph.check_cell_count`)."""
+def _n_clusters(value: str) -> int | str:
+    """``--n-clusters``: auto, or a whole number of at least 2 (``8.0`` reads as 8)."""
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number.is_integer() or number < 2:
+        msg = f"--n-clusters must be auto or a whole number of at least 2, got {value!r}" + (
+            " (one cluster is no clustering)" if number == 1 else ""
+        )
+        raise InputError(msg)
+    return int(number)
+
+
+def _check_cells(n_cells: int, cells: str, graph: dict, n_clusters: int | str, args) -> None:
+    """Stop when the cells (``cells``: of the file, then after QC) are too few for K
+    (graph.n_neighbors) or for --n-clusters: the workflow's check
+    (:func:`scdsec.graph.check_cell_count`), each setting named as the user gave it."""
     from .graph import build_knn_graph, check_cell_count
 
     default = inspect.signature(build_knn_graph).parameters["n_neighbors"].default
-    check_cell_count(
-        n_cells,
-        n_neighbors=graph.get("n_neighbors", default),
-        n_clusters=n_clusters,
-        where=str(args.input),
-        cells="cells after QC",
-        neighbors_key="graph.n_neighbors",
-        clusters_key="--n-clusters",
-    )
+    given = "n_neighbors" in graph
+    try:
+        check_cell_count(
+            n_cells,
+            n_neighbors=graph.get("n_neighbors", default),
+            n_clusters=n_clusters,
+            where=str(args.input),
+            cells=cells,
+            neighbors_key=f"graph.n_neighbors of {args.config}" if given else "graph.n_neighbors",
+            clusters_key="--n-clusters",
+        )
+    except InputError as err:
+        if given or "n_neighbors" not in str(err):
+            raise
+        raise InputError(f"{err} in a --config file (default {default})") from None
 
 
 def _check_labelled(truth, args: argparse.Namespace) -> None:
@@ -317,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clu.add_argument(
         "--labels",
-        help="where the true cell types are (obs column, CSV column, Y); cells whose label is "
+        help="where the true cell types are (obs column, CSV column, Y, a --metadata column); "
+        "cells whose label is "
         "missing (NaN, None, empty) are clustered but not scored",
     )
     clu.add_argument(
@@ -349,6 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="10x .mtx folder/archive with several samples (GEO's GSM…_matrix.mtx.gz): the "
         "sample to cluster (its prefix, e.g. a GSM id), or all (each cell's sample in "
         "obs['sample'])",
+    )
+    clu.add_argument(
+        "--metadata",
+        type=Path,
+        metavar="TABLE",
+        help="cell metadata table (CSV/TSV: one row per cell, its name first, a header), "
+        "joined to the counts by cell name; --labels may name one of its columns",
     )
     clu.add_argument(
         "--metadata-columns",

@@ -132,7 +132,8 @@ def read_benchmark(path: PathLike | None) -> dict[str, float]:
 
 
 def read_reference(graph: PathLike) -> tuple[pd.Series | None, np.ndarray, pd.Index]:
-    """True labels (``obs['label']``, None when absent), ``obsm['X_pca']`` and the cell names.
+    """True labels (``obs['scdsec_true_label']``, None when absent), ``obsm['X_pca']`` and the
+    cell names.
 
     ``graph`` is the workflow's graph file: the QC'd cells with the PCA of the normalised,
     scaled highly variable genes. The labels are strings, with None for cells whose label is
@@ -141,9 +142,12 @@ def read_reference(graph: PathLike) -> tuple[pd.Series | None, np.ndarray, pd.In
     adata = ad.read_h5ad(graph, backed="r")
     try:
         truth = None
-        if "label" in adata.obs:
+        if "scdsec_true_label" in adata.obs:
             truth = pd.Series(
-                [None if pd.isna(v) else str(v) for v in adata.obs["label"].astype(object)],
+                [
+                    None if pd.isna(v) else str(v)
+                    for v in adata.obs["scdsec_true_label"].astype(object)
+                ],
                 index=adata.obs_names.copy(),
                 dtype=object,
             )
@@ -247,7 +251,7 @@ def evaluate_dataset(
         key), ``h5ad`` (its result file), ``benchmark`` (the Snakemake benchmark file of its
         step) and ``preprocess_benchmarks`` (those of the steps that made its input).
     graph
-        The workflow's graph file: true labels (``obs['label']``) and the PCA space.
+        The workflow's graph file: true labels (``obs['scdsec_true_label']``) and the PCA space.
     n_clusters
         The dataset's K; with ``auto``, k-means uses the number of true types (or, without
         labels, the number of clusters the method found).
@@ -255,7 +259,7 @@ def evaluate_dataset(
         k-means restarts.
     label_key
         The dataset's name for its labels (its ``labels`` entry in the config), used in the
-        error message only; default ``label`` (the graph file's ``obs['label']``).
+        error message only; default ``label`` (the graph file's ``obs['scdsec_true_label']``).
 
     Returns
     -------
@@ -264,7 +268,7 @@ def evaluate_dataset(
     Raises
     ------
     InputError
-        When the graph file has true labels (``obs['label']``) but no cell is labelled.
+        When the graph file has true labels (``obs['scdsec_true_label']``) but no cell is labelled.
     """
     truth, pca, cells = read_reference(graph)
     key = label_key or "label"
@@ -319,17 +323,23 @@ def evaluate_dataset(
         row["preprocess_max_rss_mb"] = max((p["max_rss_mb"] for p in pre), default=math.nan)
         rows.append(row)
         logger.info(
-            "%s %s seed %d: %s, %s clusters, NMI %.3f, ARI %.3f (%s unlabelled cells left out)",
-            dataset,
-            run["method"],
-            seed,
-            result.status,
-            f"{row['n_clusters']:.0f}",
-            row["nmi"],
-            row["ari"],
-            row["n_unlabelled"],
+            "%s %s seed %d: %s, %s", dataset, run["method"], seed, result.status, _scores_line(row)
         )
     return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+
+
+def _scores_line(row: Mapping[str, Any]) -> str:
+    """A run's scores in words: its clusters, and NMI and ARI when the dataset is labelled
+    (with the unlabelled cells left out, when there are any); no NaN for what was not scored."""
+    if math.isnan(row["n_clusters"]):
+        return "no clusters"
+    text = f"{row['n_clusters']:.0f} clusters"
+    if row["labels"] == "none":
+        return text + ", unlabelled dataset: no label scores"
+    text += f", NMI {row['nmi']:.3f}, ARI {row['ari']:.3f}"
+    if row["n_unlabelled"] > 0:
+        text += f" (on the labelled cells; {row['n_unlabelled']:.0f} unlabelled cells left out)"
+    return text
 
 
 def _silhouette_on(

@@ -9,65 +9,11 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from ._errors import InputError
+from ._checks import check_cell_count  # noqa: F401 (scdsec.graph.check_cell_count)
 
 logger = logging.getLogger("scdsec")
 
 KnnMethod = Literal["auto", "exact", "approximate"]
-
-
-def check_cell_count(
-    n_cells: int,
-    *,
-    n_neighbors: int | None = None,
-    n_clusters: int | str | None = None,
-    where: str | None = None,
-    cells: str = "cells",
-    neighbors_key: str = "n_neighbors",
-    clusters_key: str = "n_clusters",
-) -> None:
-    """Refuse ``n_cells`` cells when they are too few for the graph or the clusters asked for.
-
-    A kNN graph of ``n_neighbors`` neighbours needs at least ``n_neighbors + 1`` cells, and
-    ``n_clusters`` clusters at least ``n_clusters`` cells. The command line, the workflow's
-    steps (as soon as the cells after QC are known), :func:`build_knn_graph` and
-    :class:`scdsec.model.SCDSEC` all check with this one function.
-
-    Parameters
-    ----------
-    n_cells
-        The number of cells.
-    n_neighbors, n_clusters
-        What the cells must hold; None (or ``"auto"`` clusters) is not checked.
-    where
-        What the cells are, to begin the message (``"dataset pbmc"``, a file name).
-    cells
-        How the message calls the cells (``"cells after QC"``).
-    neighbors_key, clusters_key
-        The setting the user changes, as the message names it (``"graph.n_neighbors"``,
-        ``"datasets.pbmc.n_clusters"``, ``"--n-clusters"``).
-
-    Raises
-    ------
-    InputError
-        One line: ``where``, the cell count, the key, its value and the largest value that fits.
-    """
-    prefix = f"{where}: " if where else ""
-    if n_neighbors is not None and n_cells < int(n_neighbors) + 1:
-        fits = (
-            f"set {neighbors_key} to at most {n_cells - 1}"
-            if n_cells >= 2
-            else "a graph needs at least 2 cells"
-        )
-        raise InputError(
-            f"{prefix}{n_cells} {cells}, too few for {neighbors_key} = {n_neighbors}: a kNN "
-            f"graph of K neighbours needs at least K + 1 cells ({int(n_neighbors) + 1}); {fits}"
-        )
-    if isinstance(n_clusters, int | np.integer) and n_cells < int(n_clusters):
-        raise InputError(
-            f"{prefix}{n_cells} {cells}, fewer than {clusters_key} = {n_clusters} clusters; "
-            f"set {clusters_key} to at most {n_cells}"
-        )
 
 
 def pca(x: np.ndarray, n_components: int = 50, seed: int = 0) -> np.ndarray:

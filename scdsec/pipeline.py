@@ -24,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._errors import InputError
+from .experiments import BASELINES
 from .provenance import plain, provenance
 
 logger = logging.getLogger("scdsec")
@@ -125,6 +126,49 @@ def step_log(log_file: PathLike | None, threads: int | None = None) -> Iterator[
             sys.stderr.flush()
 
 
+#: The ``obs`` columns the package writes: true labels (a copy of the dataset's ``labels``),
+#: QC totals (scanpy's ``calculate_qc_metrics`` names, prefixed), size factors, and the
+#: clusters of scDSEC (the workflow's baselines add theirs, under their method names).
+OWN_OBS_COLUMNS = (
+    "scdsec_true_label",
+    "scdsec_total_counts",
+    "scdsec_n_genes_by_counts",
+    "scdsec_size_factor",
+    "scdsec",
+    "scdsec_agreement",
+)
+#: The ``var`` columns the package writes: the scaling of the network input.
+OWN_VAR_COLUMNS = ("scdsec_mean", "scdsec_std")
+
+
+def keep_input_columns(
+    adata: ad.AnnData, where: str, *, labels: str | None = None, baselines: bool = False
+) -> None:
+    """Rename, in place, the input's ``obs``/``var`` columns that bear a name the package
+    writes (:data:`OWN_OBS_COLUMNS`, :data:`OWN_VAR_COLUMNS`; with ``baselines``, also the
+    baselines' keys such as ``leiden``) to ``<name>_input``, so that nothing of the user's is
+    overwritten; each renaming is logged (``where`` begins the line). With ``labels`` given,
+    ``obs['scdsec_true_label']`` is the reader's copy and stays.
+    """
+    obs_columns = OWN_OBS_COLUMNS + (BASELINES if baselines else ())
+    for axis, own in (("obs", obs_columns), ("var", OWN_VAR_COLUMNS)):
+        frame = getattr(adata, axis)
+        clashes = [c for c in own if c in frame and not (labels and c == "scdsec_true_label")]
+        for name in clashes:
+            new = f"{name}_input"
+            while new in frame:
+                new += "_"
+            frame.rename(columns={name: new}, inplace=True)
+            logger.warning(
+                "%s: %s column %r of the input kept as %r (scdsec writes its own %r)",
+                where,
+                axis,
+                name,
+                new,
+                name,
+            )
+
+
 def download_cache_path(source: str, cache_dir: PathLike) -> Path:
     """Where a URL's file is kept: named after the URL, so a new URL downloads afresh."""
     name = Path(unquote(urlparse(source).path)).name or "download"
@@ -138,16 +182,26 @@ def import_dataset(
     *,
     name: str,
     cache_dir: PathLike,
+    n_neighbors: int | None = None,
+    n_clusters: int | str | None = None,
 ) -> ad.AnnData:
     """Download (or simulate) one dataset of ``config.yaml`` and write it as raw counts.
 
     ``entry`` is the dataset's config entry: either ``simulate`` (arguments of
     :func:`scdsec.simulate.simulate_counts`) or ``source`` (URL or local path) with
-    optional ``checksum``, ``format``, ``labels``, ``metadata_columns``, ``cells_as``,
-    ``layer``, ``genome``, ``counts``, ``sample``.
-    True labels, when named, end up in ``obs['label']``.
+    optional ``checksum``, ``format``, ``labels``, ``metadata`` (a cell metadata table joined
+    by cell name: :func:`scdsec.io.metadata.read_counts_with_metadata`), ``metadata_columns``,
+    ``cells_as``, ``layer``, ``genome``, ``counts``, ``sample``.
+    True labels, when named, are copied to ``obs['scdsec_true_label']``; the input's columns
+    are never overwritten (:func:`keep_input_columns`).
+
+    ``n_neighbors`` (``graph.n_neighbors``) and ``n_clusters`` (the dataset's) are checked
+    against the cells read (:func:`check_cells`), before anything is written: settings the
+    data cannot hold stop the run before QC. Raises :class:`InputError` naming the dataset,
+    its cells and the key.
     """
-    from .io import fetch, read_counts
+    from .io import fetch
+    from .io.metadata import read_counts_with_metadata
 
     if entry.get("simulate") is not None:
         from .simulate import simulate_counts
@@ -156,14 +210,19 @@ def import_dataset(
         adata = simulate_counts(
             sim.pop("cells", 3000), sim.pop("genes", 2000), sim.pop("types", 6), **sim
         )
-        adata.obs["label"] = adata.obs["cell_type"]
+        adata.obs["scdsec_true_label"] = adata.obs["cell_type"]
     else:
         source = str(entry["source"])
         scheme = urlparse(source).scheme
         dest = download_cache_path(source, cache_dir) if scheme in ("http", "https") else None
         local = fetch(source, dest, entry.get("checksum"))
-        adata = read_counts(
+        metadata = entry.get("metadata")
+        if metadata is not None:
+            meta_dest = download_cache_path(str(metadata), cache_dir)
+            metadata = fetch(str(metadata), meta_dest)
+        adata = read_counts_with_metadata(
             local,
+            metadata=metadata,
             format=entry.get("format", "auto"),
             labels=entry.get("labels"),
             metadata_columns=tuple(entry.get("metadata_columns") or ()),
@@ -173,7 +232,9 @@ def import_dataset(
             counts=entry.get("counts", "integer"),
             sample=entry.get("sample"),
         )
+        keep_input_columns(adata, f"dataset {name}", labels=entry.get("labels"), baselines=True)
     adata.uns["dataset"] = name
+    check_cells(adata, output, n_neighbors=n_neighbors, n_clusters=n_clusters, cells="cells")
     record(adata, "download", dict(entry))
     write_h5ad(adata, output)
     logger.info("Dataset %s: %d cells × %d genes → %s", name, *adata.shape, output)
@@ -202,12 +263,13 @@ def check_cells(
     n_neighbors: int | None = None,
     neighbors_key: str = "graph.n_neighbors",
     n_clusters: int | str | None = None,
+    cells: str = "cells after QC",
 ) -> None:
-    """:func:`scdsec.graph.check_cell_count` on a step's cells after QC, in config terms.
+    """:func:`scdsec.graph.check_cell_count` on a step's cells, in config terms.
 
     The message names the dataset (``uns['dataset']``, else the file ``input``), the cells
-    after QC and the key: ``neighbors_key`` for ``n_neighbors`` and
-    ``datasets.<name>.n_clusters`` for ``n_clusters``.
+    (``cells``: how the message calls them) and the key: ``neighbors_key`` for
+    ``n_neighbors`` and ``datasets.<name>.n_clusters`` for ``n_clusters``.
     """
     from .graph import check_cell_count
 
@@ -217,7 +279,7 @@ def check_cells(
         n_neighbors=n_neighbors,
         n_clusters=n_clusters,
         where=_where(adata, input),
-        cells="cells after QC",
+        cells=cells,
         neighbors_key=neighbors_key,
         clusters_key=f"datasets.{name}.n_clusters" if name else "n_clusters",
     )

@@ -362,7 +362,7 @@ def embeddings_figure(
         adata = adata[keep]
     pred = np.asarray(adata.obs[key]).astype(str)
     clusters = _ordered_categories(adata.obs[key])
-    has_labels = "label" in adata.obs and adata.obs["label"].notna().any()
+    has_labels = "scdsec_true_label" in adata.obs and adata.obs["scdsec_true_label"].notna().any()
     expr, expr_desc = _expression_pcs(adata, seed)
     emb = np.asarray(adata.obsm[emb_key], dtype=np.float64)
     spaces = [
@@ -371,9 +371,13 @@ def embeddings_figure(
     ]
     rows: list[tuple[str, np.ndarray, list[str], dict, dict | None]] = []
     if has_labels:
-        known = adata.obs["label"].notna().to_numpy()
-        truth = np.where(known, np.asarray(adata.obs["label"]).astype(str), "unlabelled")
-        types = _ordered_categories(adata.obs["label"]) + ([] if known.all() else ["unlabelled"])
+        known = adata.obs["scdsec_true_label"].notna().to_numpy()
+        truth = np.where(
+            known, np.asarray(adata.obs["scdsec_true_label"]).astype(str), "unlabelled"
+        )
+        types = _ordered_categories(adata.obs["scdsec_true_label"]) + (
+            [] if known.all() else ["unlabelled"]
+        )
         type_colors = dict(zip(types, categorical_colors(len(types)), strict=False))
         colors, labels = _match_colors(types, clusters, truth, pred)
         rows.append(("true cell type", truth, types, type_colors, None))
@@ -426,10 +430,10 @@ def plot_embeddings(
     graph of each space, :func:`_umap`; ``benchmarks/embedding_figure.py`` measures it against
     scanpy's UMAP and scikit-learn's t-SNE) of the expression (``obsm['X_pca']`` when present,
     else a PCA of ``X``, the log-normalised expression) and of the embedding ``obsm['X_' + key]``;
-    rows: cells coloured by true type (``obs['label']``) and by cluster (``obs[key]``). Without
-    true labels only the cluster row (1 × 2). Each cluster is drawn in the colour of the true
-    type it is matched to (Hungarian matching), so agreement reads as equal colours; each panel
-    title gives the silhouette of its colouring in that space.
+    rows: cells coloured by true type (``obs['scdsec_true_label']``) and by cluster
+    (``obs[key]``). Without true labels only the cluster row (1 × 2). Each cluster is drawn in
+    the colour of the true type it is matched to (Hungarian matching), so agreement reads as
+    equal colours; each panel title gives the silhouette of its colouring in that space.
 
     Parameters
     ----------
@@ -960,17 +964,19 @@ def embeddings_plot_step(
 def confusion_plot_step(
     h5ad: PathLike, output: PathLike, *, key: str = "scdsec", context: str | None = None
 ) -> None:
-    """A run's ``scdsec.h5ad`` → :func:`plot_confusion` of ``obs['label']`` vs ``obs[key]``."""
+    """A run's ``scdsec.h5ad`` → :func:`plot_confusion` of ``obs['scdsec_true_label']`` vs
+    ``obs[key]``."""
     import anndata as ad
 
     obs = ad.read_h5ad(h5ad).obs
-    if "label" not in obs or obs["label"].isna().all():
+    if "scdsec_true_label" not in obs or obs["scdsec_true_label"].isna().all():
         raise InputError(
-            f"{h5ad} has no true labels (obs['label']): name them with the dataset's `labels` "
+            f"{h5ad} has no true labels (obs['scdsec_true_label']): name them with the "
+            "dataset's `labels` "
             "in config.yaml, or do not ask for confusion.png"
         )
-    known = obs["label"].notna().to_numpy()
-    plot_confusion(obs["label"][known], obs[key][known], output, context=context)
+    known = obs["scdsec_true_label"].notna().to_numpy()
+    plot_confusion(obs["scdsec_true_label"][known], obs[key][known], output, context=context)
 
 
 def experiment_plot_step(kind: str, scores: PathLike, output: PathLike, **kwargs) -> None:

@@ -111,8 +111,8 @@ def qc_filter(
 
     Returns
     -------
-    A filtered copy with ``obs['n_counts']``, ``obs['n_genes']`` and
-    ``uns['scdsec_qc']``: the settings, ``cells_in``/``genes_in``, for each cell filter
+    A filtered copy with ``obs['scdsec_total_counts']``, ``obs['scdsec_n_genes_by_counts']``
+    and ``uns['scdsec_qc']``: the settings, ``cells_in``/``genes_in``, for each cell filter
     that ran ``cells_removed_<filter>`` and ``cells_after_<filter>`` (cells left after it),
     ``empty_droplets`` (what :func:`call_cells` found: rule, threshold, counts),
     ``genes_removed_*``, ``cells_removed_empty`` and ``cells_out``/``genes_out``.
@@ -199,8 +199,8 @@ def qc_filter(
         var=adata.var.iloc[np.flatnonzero(keep_genes)].copy(),
         uns={k: v for k, v in adata.uns.items()},
     )
-    out.obs["n_counts"] = np.asarray(x.sum(axis=1)).ravel()
-    out.obs["n_genes"] = np.diff(x.indptr)
+    out.obs["scdsec_total_counts"] = np.asarray(x.sum(axis=1)).ravel()
+    out.obs["scdsec_n_genes_by_counts"] = np.diff(x.indptr)
     report["cells_out"], report["genes_out"] = map(int, x.shape)
     out.uns["scdsec_qc"] = report
     if report["cells_removed_empty"]:
@@ -455,7 +455,8 @@ def normalize(
     An AnnData of the t HVGs (columns in the original gene order) with
     ``X`` the scaled network input (dense float32), ``layers['counts']`` the raw counts
     (ZINB target), ``layers['log1p']`` the log-normalised values,
-    ``obs['size_factor']`` (from all kept genes, median 1), ``var['mean']``/``var['std']``
+    ``obs['scdsec_size_factor']`` (from all kept genes, median 1),
+    ``var['scdsec_mean']``/``var['scdsec_std']``
     (the scaling), and ``uns['scdsec_preprocess']`` with everything needed to prepare new
     cells the same way.
 
@@ -512,9 +513,9 @@ def normalize(
     )
     out.layers["counts"] = counts[:, hvg]
     out.layers["log1p"] = log_hvg
-    out.obs["size_factor"] = sf
-    out.var["mean"] = mean.astype(np.float64)
-    out.var["std"] = safe_std.astype(np.float64)
+    out.obs["scdsec_size_factor"] = sf
+    out.var["scdsec_mean"] = mean.astype(np.float64)
+    out.var["scdsec_std"] = safe_std.astype(np.float64)
     out.uns["scdsec_preprocess"] = {
         "n_top_genes": t,
         "flavor": flavor,

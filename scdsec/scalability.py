@@ -208,8 +208,8 @@ def scalability_table(
     -------
     ``(scores, throughput)`` with :data:`COLUMNS` and :data:`THROUGHPUT_COLUMNS`; each method
     also gets a ``total`` row per dataset (the sum of its steps' seconds, the largest peak,
-    and the NMI and ARI of its labels against ``obs['label']`` of scDSEC's result file, on the
-    labelled cells; NaN when the data have no labels or the method did not run).
+    and the NMI and ARI of its labels against ``obs['scdsec_true_label']`` of scDSEC's result
+    file, on the labelled cells; NaN when the data have no labels or the method did not run).
     """
     rows, throughput = [], []
     for entry in entries:

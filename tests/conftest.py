@@ -40,18 +40,20 @@ def shared_cases() -> Path:
 
 @pytest.fixture
 def small_counts():
-    """400 cells × 300 genes of simulated counts with 4 types (labels in obs['label'])."""
+    """400 cells × 300 genes of simulated counts with 4 types (labels in
+    obs['scdsec_true_label'])."""
     from scdsec.simulate import simulate_counts
 
     adata = simulate_counts(400, 300, 4, seed=1, separation=0.8)
-    adata.obs["label"] = adata.obs["cell_type"]
+    adata.obs["scdsec_true_label"] = adata.obs["cell_type"]
     return adata
 
 
 @pytest.fixture
 def mostly_zero_genes():
     """Shaped like case 06: 300 cells × 800 genes, 400 genes without counts and 100 seen once
-    (all in one cell, so they share one mean), in shuffled order (labels in obs['label'])."""
+    (all in one cell, so they share one mean), in shuffled order (labels in
+    obs['scdsec_true_label'])."""
     import anndata as ad
     import numpy as np
     import pandas as pd
@@ -70,5 +72,5 @@ def mostly_zero_genes():
         obs=sim.obs.copy(),
         var=pd.DataFrame(index=np.asarray(names)[order]),
     )
-    adata.obs["label"] = adata.obs["cell_type"]
+    adata.obs["scdsec_true_label"] = adata.obs["cell_type"]
     return adata

@@ -26,7 +26,7 @@ def counts():
     from scdsec.simulate import simulate_counts
 
     adata = simulate_counts(400, 300, 4, seed=1, separation=0.8)
-    adata.obs["label"] = adata.obs["cell_type"]
+    adata.obs["scdsec_true_label"] = adata.obs["cell_type"]
     return qc_filter(adata)
 
 
@@ -86,7 +86,7 @@ def test_leiden_uses_resolution_one_and_finds_its_own_number(counts):
 @pytest.mark.parametrize("method", ["scvi_kmeans", "scvi_leiden"])
 def test_scvi_methods_cluster_a_latent_already_trained(counts, method):
     # a latent of four tight blobs, one per true type, with the info scvi_latent returns
-    truth = pd.factorize(counts.obs["label"])[0]
+    truth = pd.factorize(counts.obs["scdsec_true_label"])[0]
     rng = np.random.default_rng(0)
     latent = 10.0 * np.eye(4)[truth] + rng.normal(0, 0.1, size=(counts.n_obs, 4))
     info = {"scvi_tools": "given", "n_genes": counts.n_vars, "epochs": 0, "device": "cpu"}

@@ -371,9 +371,111 @@ def test_too_few_cells_is_one_line_naming_the_count_and_the_key(
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
         cmd += ["--config", str(tmp_path / "c.yaml")]
     assert main(cmd) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: 40 cells, " in err and expected in err
+    assert "QC:" not in captured  # the file's cells are checked before any step
+    assert not (tmp_path / "out").exists()
+
+
+def test_cells_left_by_qc_are_checked_before_normalising(tmp_path, capsys):
+    """A file with cells enough for --n-clusters, but not after QC: stopped right after QC,
+    naming the cells after QC and --n-clusters."""
+    from scdsec.simulate import simulate_counts
+
+    adata = simulate_counts(300, 200, 3, seed=0, separation=1.0)
+    path = tmp_path / "cells.h5ad"
+    adata.write_h5ad(path)
+    totals = np.asarray(adata.X.sum(axis=1)).ravel()
+    config = {"qc": {"max_counts": float(np.quantile(totals, 0.3))}, "graph": {"n_neighbors": 5}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    cmd = ["cluster", str(path), "--out", str(tmp_path / "out"), "--n-clusters", "100"]
+    assert main([*cmd, "--config", str(tmp_path / "c.yaml")]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: " in err and "cells after QC, fewer than --n-clusters = 100" in err
+    assert "c.yaml" not in err  # the config holds no n_clusters
+    assert "QC:" in captured and "highly variable" not in captured
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------ settings checked before any work (case 14)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", "got '1' (one cluster is no clustering)"),
+        ("0", "got '0'"),
+        ("-2", "got '-2'"),
+        ("2.5", "got '2.5'"),
+        ("many", "got 'many'"),
+    ],
+)
+def test_n_clusters_is_checked_before_the_data_is_read(
+    tmp_path, sim_file, fast_config, capsys, value, expected
+):
+    """Named as given (--n-clusters), never blaming --config or the input, before any step."""
+    cmd = ["cluster", str(sim_file), "--out", str(tmp_path / "out"), "--n-clusters", value]
+    assert main([*cmd, "--config", str(fast_config)]) == 2
+    captured = capsys.readouterr().err
+    assert captured.strip().count("\n") == 0, captured  # nothing read, no step logged
+    err = error_line(capsys, captured)
+    assert "--n-clusters must be auto or a whole number of at least 2" in err and expected in err
+    assert str(fast_config) not in err and str(sim_file) not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_clusters_than_cells_is_refused_before_qc(tmp_path, sim_file, fast_config, capsys):
+    cmd = ["cluster", str(sim_file), "--out", str(tmp_path / "out"), "--n-clusters", "301"]
+    assert main([*cmd, "--config", str(fast_config)]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert err.endswith(
+        f"{sim_file}: 300 cells, fewer than --n-clusters = 301 clusters; "
+        "set --n-clusters to at most 300"
+    )
+    assert "QC:" not in captured
+
+
+def test_a_whole_number_written_as_a_float_is_that_integer(tmp_path, sim_file, capsys):
+    """graph.n_neighbors: 10.0 in --config and --n-clusters 3.0 read as 10 and 3; 10.5 is
+    refused naming the key and the --config file."""
+    config = {**FAST, "graph": {"n_neighbors": 10.0, "n_pcs": 20.0}}
+    config["train"] = {"pretrain_epochs": 2, "epochs": 1}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    cmd = ["cluster", str(sim_file), "--out", str(out), "--device", "cpu"]
+    assert main([*cmd, "--n-clusters", "3.0", "--config", str(tmp_path / "c.yaml")]) == 0
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    assert result.obs["scdsec"].nunique() <= 3
+    assert result.uns["scdsec_graph"]["n_neighbors"] == 10
+    config["graph"]["n_neighbors"] = 10.5
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main([*cmd, "--n-clusters", "3", "--config", str(tmp_path / "c.yaml")]) == 2
     err = error_line(capsys)
-    assert "Traceback" not in err
-    assert f"{path}: 40 cells after QC" in err and expected in err
+    assert f"{tmp_path / 'c.yaml'}: graph.n_neighbors must be an integer, got 10.5" in err
+
+
+def test_case_14_one_cell_type_settings_named_as_given(tmp_path, shared_cases, capsys):
+    path = shared_cases / "14-one-cell-type" / "sorted_one_type.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"graph": {"n_neighbors": 10}}))
+    cmd = ["cluster", str(path), "--out", str(tmp_path / "out"), "--config", str(config)]
+    assert main([*cmd, "--n-clusters", "1"]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert captured.strip().count("\n") == 0, captured  # before the file is read
+    assert "--n-clusters must be auto or a whole number of at least 2, got '1'" in err
+    assert str(config) not in err and str(path) not in err
+    assert main([*cmd, "--n-clusters", "501"]) == 2
+    captured = capsys.readouterr().err
+    err = error_line(capsys, captured)
+    assert f"{path}: 500 cells, fewer than --n-clusters = 501" in err and "QC:" not in captured
+    assert str(config) not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -491,3 +593,151 @@ def test_bad_input_stops_in_one_line_and_loses_nothing(tmp_path, bad_inputs, cap
         assert fragment in line, line
     assert not (tmp_path / "out").exists()  # nothing half-written
     assert digest(bad.path) == before  # the input is untouched
+
+
+# ------------------------------------------------ nothing of the user's is overwritten (case 13)
+
+#: The input's own columns with names other tools (and scDSEC before) use for their own.
+USERS_OBS = ("label", "n_counts", "n_genes", "size_factor", "scdsec")
+
+
+def _assert_users_columns_kept(result: ad.AnnData, source: ad.AnnData, rows: np.ndarray) -> None:
+    """Every obs/var column of ``source`` is in ``result`` with its values (``rows``: the input
+    row of each output row), apart from those renamed ``<name>_input``."""
+    for name in source.obs.columns:
+        kept = name if name not in ("scdsec",) else "scdsec_input"
+        assert kept in result.obs, (name, list(result.obs))
+        got = result.obs[kept].astype(str).to_numpy()
+        assert (got == source.obs[name].astype(str).to_numpy()[rows]).all(), name
+    genes = source.var_names.get_indexer(result.var_names)
+    for name in source.var.columns:
+        got = result.var[name].astype(str).to_numpy()
+        assert (got == source.var[name].astype(str).to_numpy()[genes]).all(), name
+
+
+def test_the_users_columns_are_never_overwritten(tmp_path, capsys):
+    """An input with obs columns label, n_counts, n_genes, size_factor and scdsec, and var
+    columns mean and std: the output keeps each, by value; scDSEC's own columns are named
+    scdsec_*; its clusters' key, which the input held, keeps the input's as scdsec_input."""
+    from scdsec.simulate import simulate_counts
+
+    adata = simulate_counts(300, 300, 3, seed=2, separation=1.0)
+    rng = np.random.default_rng(0)
+    adata.obs["label"] = pd.Categorical(rng.choice(["mine_a", "mine_b"], adata.n_obs))
+    adata.obs["n_counts"] = rng.integers(0, 9, adata.n_obs)
+    adata.obs["n_genes"] = rng.integers(0, 9, adata.n_obs)
+    adata.obs["size_factor"] = rng.random(adata.n_obs)
+    adata.obs["scdsec"] = "from an earlier tool"
+    adata.obs["row"] = np.arange(adata.n_obs)
+    adata.var["mean"] = rng.random(adata.n_vars)
+    adata.var["std"] = "kept"
+    path = tmp_path / "own_columns.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "out"
+    cmd = ["cluster", str(path), "--out", str(out), "--n-clusters", "3", "--labels", "cell_type"]
+    assert main([*cmd, "--device", "cpu", "--config", _tiny_config(tmp_path)]) == 0
+    assert "obs column 'scdsec' of the input kept as 'scdsec_input'" in capsys.readouterr().err
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    _assert_users_columns_kept(result, adata, result.obs["row"].to_numpy())
+    own = ["scdsec_true_label", "scdsec_total_counts", "scdsec_n_genes_by_counts"]
+    assert set(own + ["scdsec_size_factor", "scdsec"]) <= set(result.obs)
+    assert {"scdsec_mean", "scdsec_std"} <= set(result.var)
+    truth = result.obs["scdsec_true_label"].astype(str).to_numpy()
+    assert (truth == adata.obs["cell_type"].astype(str).to_numpy()).all()
+    assert (ad.read_h5ad(path).obs["scdsec"] == "from an earlier tool").all()  # input untouched
+
+
+def test_case_13_merged_samples_keep_their_columns(tmp_path, shared_cases):
+    path = shared_cases / "13-merged-samples" / "merged.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    out = tmp_path / "out"
+    cmd = ["cluster", str(path), "--out", str(out), "--n-clusters", "5", "--labels", "cell_type"]
+    assert main([*cmd, "--device", "cpu", "--config", _tiny_config(tmp_path)]) == 0
+    source = ad.read_h5ad(path)
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    assert result.n_obs == source.n_obs
+    rows = result.obs["orig_row"].to_numpy()  # the case's own column: each cell's input row
+    _assert_users_columns_kept(result, source, rows)
+    assert result.obs["label"].astype(str).str.startswith("annot_").all()  # not cell_type
+    truth = result.obs["scdsec_true_label"].astype(str).to_numpy()
+    assert (truth == source.obs["cell_type"].astype(str).to_numpy()[rows]).all()
+
+
+# ----------------------------------------------------- labels in a separate cell table (kind 10)
+
+
+def _matrix_and_metadata(tmp_path, *, n_listed: int = 280, sep: str = "\t"):
+    """A genes × cells CSV of 300 cells without labels, and a cell metadata table (cells as
+    rows, in another order) that lists ``n_listed`` of them with cell_type and donor."""
+    from scdsec.simulate import simulate_counts
+
+    adata = simulate_counts(300, 200, 3, seed=0, separation=1.0)
+    adata.obs_names = [f"AAAC{i:04d}-1" for i in range(adata.n_obs)]
+    counts = pd.DataFrame(
+        adata.X.toarray().T.astype(int), index=adata.var_names, columns=adata.obs_names
+    )
+    counts.index.name = "gene"
+    matrix = tmp_path / "counts.csv"
+    counts.to_csv(matrix)
+    table = adata.obs[["cell_type"]].assign(donor="d1").iloc[::-1].iloc[:n_listed]
+    table.index.name = "barcode"
+    metadata = tmp_path / ("cells.tsv" if sep == "\t" else "cells.csv")
+    table.to_csv(metadata, sep=sep)
+    return matrix, metadata, adata.obs["cell_type"].astype(str)
+
+
+@pytest.mark.parametrize("sep", ["\t", ","])
+def test_labels_from_a_cell_metadata_table(tmp_path, capsys, sep):
+    """--metadata joins the table by cell name (any order, cells it lacks are unlabelled);
+    --labels names one of its columns."""
+    matrix, metadata, truth = _matrix_and_metadata(tmp_path, sep=sep)
+    out = tmp_path / "out"
+    cmd = ["cluster", str(matrix), "--metadata", str(metadata), "--labels", "cell_type"]
+    cmd += ["--out", str(out), "--n-clusters", "3", "--cells-as", "columns", "--device", "cpu"]
+    assert main([*cmd, "--config", _tiny_config(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "cell metadata (cell_type, donor) for 280 of 300 cells" in err
+    assert "20 of 300 cells are not in the cell metadata table" in err
+    result = ad.read_h5ad(out / "scdsec.h5ad")
+    got = result.obs["scdsec_true_label"]
+    listed = got.notna().to_numpy()
+    assert listed.sum() == 280 and not listed[:20].any()  # the table lists the last 280
+    assert (got[listed].astype(str) == truth[result.obs_names][listed]).all()
+    assert (result.obs.loc[listed, "donor"] == "d1").all()
+    assert json.loads((out / "metrics.json").read_text())["n_unlabelled"] == 20
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("rename", "none of the cell metadata table's 280 cell names (first column, e.g. 'x"),
+        ("repeat", "cell names appear more than once in the first column"),
+        ("labels", "'nope' not found"),
+        ("missing", "cell metadata table not found"),
+    ],
+)
+def test_a_cell_metadata_table_that_does_not_fit_is_one_line(tmp_path, capsys, change, expected):
+    matrix, metadata, _ = _matrix_and_metadata(tmp_path)
+    table = pd.read_csv(metadata, sep="\t", index_col=0)
+    labels = "cell_type"
+    if change == "rename":
+        table.index = "x" + table.index
+    elif change == "repeat":
+        table = pd.concat([table, table.iloc[:3]])
+    elif change == "labels":
+        labels = "nope"
+    if change == "missing":
+        metadata.unlink()
+    else:
+        table.to_csv(metadata, sep="\t")
+    cmd = ["cluster", str(matrix), "--metadata", str(metadata), "--labels", labels]
+    cmd += ["--out", str(tmp_path / "out"), "--n-clusters", "3", "--cells-as", "columns"]
+    assert main(cmd) == 2
+    err = error_line(capsys)
+    assert expected in err, err
+    if change == "rename":
+        assert str(metadata) in err and "(300 cells, e.g. 'AAAC0000-1')" in err
+    if change == "labels":
+        assert "nor is it a column of the cell metadata table" in err and "'donor'" in err
+    assert not (tmp_path / "out").exists()

@@ -96,3 +96,50 @@ def test_schema_problem_names_the_key_in_one_sentence():
     key, problem = schema_problem(config, SCHEMA)
     assert key == "graph" and problem.startswith("unknown key 'n_neighbours'; known keys: ")
     assert "n_neighbors" in problem
+
+
+def test_whole_numbers_written_as_floats_are_integers_where_the_schema_asks_for_one():
+    """`n_clusters: 8.0` is 8 (the same run folder); 8.5 is left for validation to refuse;
+    a float stays a float where the schema takes any number."""
+    from scdsec.workflow_config import coerce_to_schema, schema_problem
+
+    config = {
+        "seeds": [0.0, "1.0"],
+        "datasets": {
+            "a": {"n_clusters": 8.0},
+            "b": {"n_clusters": "8.0"},
+            "c": {"n_clusters": 8.5},
+        },
+        "graph": {"n_neighbors": 10.0},
+        "train": {"lr": 1.0, "batch_size": 512.0},
+    }
+    coerced = coerce_to_schema(config, SCHEMA)
+    assert coerced["seeds"] == [0, 1] and all(type(s) is int for s in coerced["seeds"])
+    assert coerced["datasets"]["a"]["n_clusters"] == 8
+    assert type(coerced["datasets"]["a"]["n_clusters"]) is int
+    assert type(coerced["datasets"]["b"]["n_clusters"]) is int
+    assert coerced["datasets"]["c"]["n_clusters"] == 8.5
+    assert type(coerced["graph"]["n_neighbors"]) is int
+    assert type(coerced["train"]["lr"]) is float  # a number: left as it is
+    assert coerced["train"]["batch_size"] == 512 and type(coerced["train"]["batch_size"]) is int
+    key, problem = schema_problem({"datasets": {"c": {"n_clusters": 8.5}}}, SCHEMA)
+    assert key == "datasets.c.n_clusters"
+    assert problem == "must be an integer of at least 2 or 'auto', got 8.5"
+
+
+def test_config_origin_names_where_a_value_came_from():
+    from scdsec.workflow_config import config_origin
+
+    overrides = {"datasets": {"a": {"n_clusters": 1}}}
+    given = {"datasets": {"a": {"n_clusters": 1}, "b": {"n_clusters": 3}}, "graph": {}}
+    files = ["config.yaml", "mine.yaml"]
+    assert config_origin("datasets.a.n_clusters", overrides, files, given) == (
+        "--config: datasets.a.n_clusters"
+    )
+    assert config_origin("datasets.b.n_clusters", overrides, files, given) == (
+        "config.yaml, mine.yaml: datasets.b.n_clusters"
+    )
+    assert config_origin("graph.n_neighbors", overrides, files, given) == (
+        "graph.n_neighbors (default, not set in config.yaml, mine.yaml)"
+    )
+    assert config_origin("graph.n_neighbors", {}, [], None) == "config.yaml: graph.n_neighbors"

@@ -83,7 +83,7 @@ def test_tl_cluster_with_an_ensemble_stores_runs_and_consensus(small_counts):
     labels = adata.obs["scdsec"]
     assert list(labels.cat.categories) == ["0", "1", "2", "3"]
     assert adata.obs["scdsec_agreement"].between(0, 1).all()
-    truth = adata.obs["label"].to_numpy()
+    truth = adata.obs["scdsec_true_label"].to_numpy()
     runs = [adjusted_rand_score(truth, adata.obs[f"scdsec_run{r}"]) for r in range(3)]
     assert adjusted_rand_score(truth, labels) >= min(runs)
     np.testing.assert_array_equal(adata.obsm["X_scdsec"], adata.obsm["X_scdsec_run0"])

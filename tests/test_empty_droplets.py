@@ -50,7 +50,7 @@ def test_qc_removes_a_majority_of_empty_droplets_and_logs_the_rule(caplog):
     assert rep["cells_removed_empty_droplets"] == adata.n_obs - rep["cells_after_empty_droplets"]
     assert rep["cells_after_empty_droplets"] == out.n_obs
     threshold = rep["empty_droplets"]["threshold"]
-    assert 60 < threshold < np.median(out.obs["n_counts"])
+    assert 60 < threshold < np.median(out.obs["scdsec_total_counts"])
     line = next(r.getMessage() for r in caplog.records if "empty droplets" in r.getMessage())
     assert f"under {threshold:.0f} counts" in line and f"2000 → {out.n_obs} cells" in line
 
@@ -97,7 +97,7 @@ def test_qc_reports_cells_after_each_filter(small_counts, caplog, tmp_path):
         out.n_obs
     )
     assert rep["cells_after_min_counts"] < rep["cells_after_empty_droplets"]
-    assert out.obs["n_counts"].min() >= 200
+    assert out.obs["scdsec_total_counts"].min() >= 200
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith("QC: qc.min_counts = 200: 400 → ") for line in lines)
     out.write_h5ad(tmp_path / "qc.h5ad")  # what the workflow's qc step records

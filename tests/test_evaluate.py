@@ -25,7 +25,7 @@ N_CELLS = 120
 def _graph(path, *, labels: bool = True, unlabelled=()):
     """A graph file: 3 well-separated types in a 5-D PCA space.
 
-    The cells at positions ``unlabelled`` get a missing label (NaN in ``obs['label']``).
+    The cells at positions ``unlabelled`` get a missing label (NaN in ``obs['scdsec_true_label']``).
     """
     rng = np.random.default_rng(0)
     truth = np.repeat(["a", "b", "c"], N_CELLS // 3)
@@ -35,7 +35,7 @@ def _graph(path, *, labels: bool = True, unlabelled=()):
     if labels:
         stored = truth.astype(object)
         stored[list(unlabelled)] = np.nan
-        obs["label"] = pd.Categorical(stored, categories=["a", "b", "c"])
+        obs["scdsec_true_label"] = pd.Categorical(stored, categories=["a", "b", "c"])
     adata = ad.AnnData(X=np.zeros((N_CELLS, 2), dtype=np.float32), obs=obs)
     adata.obsm["X_pca"] = pca
     adata.write_h5ad(path)
@@ -162,9 +162,16 @@ def test_a_missing_method_keeps_its_rows_with_nan_and_status(tmp_path, runs):
     assert (again.loc[again["method"] == "scdsec", "note"] == "").all()
 
 
-def test_a_dataset_without_labels_gets_label_free_measures_only(tmp_path, runs):
+def test_a_dataset_without_labels_gets_label_free_measures_only(tmp_path, runs, caplog):
     _graph(tmp_path / "graph.h5ad", labels=False)
-    table = evaluate.evaluate_dataset("nolabels", runs, tmp_path / "graph.h5ad", n_clusters="auto")
+    with caplog.at_level("INFO", logger="scdsec"):
+        table = evaluate.evaluate_dataset(
+            "nolabels", runs, tmp_path / "graph.h5ad", n_clusters="auto"
+        )
+    lines = [r.getMessage() for r in caplog.records if "nolabels" in r.getMessage()]
+    assert len(lines) == len(runs) and "nan" not in " ".join(lines).lower()
+    assert "nolabels scdsec seed 0: ok, 3 clusters, unlabelled dataset: no label scores" in lines
+    assert "nolabels scvi_leiden seed 0: missing, no clusters" in lines
     assert (table["labels"] == "none").all()
     for measure in ("nmi", "ari", "acc", "ami", "n_unlabelled", "kmeans_ari", "pca_kmeans_ari"):
         assert table[measure].isna().all(), measure
@@ -207,13 +214,18 @@ def test_score_labelled_without_any_label_names_the_key():
         score_labelled(["a", "b", "a"], [0, 1])
 
 
-def test_workflow_evaluation_scores_the_labelled_cells_only(tmp_path, runs):
+def test_workflow_evaluation_scores_the_labelled_cells_only(tmp_path, runs, caplog):
     """``evaluate_step`` (workflow/scripts/evaluate.py) scores with :func:`score_labelled`."""
     unlabelled = np.arange(0, N_CELLS, 3)  # 40 cells, of every type
     truth, _, _ = _graph(tmp_path / "graph.h5ad", unlabelled=unlabelled)
     out = tmp_path / "metrics.tsv"
-    evaluate.evaluate_step(
-        tmp_path / "graph.h5ad", out, dataset="toy", runs=runs, n_clusters=3, label_key="ct"
+    with caplog.at_level("INFO", logger="scdsec"):
+        evaluate.evaluate_step(
+            tmp_path / "graph.h5ad", out, dataset="toy", runs=runs, n_clusters=3, label_key="ct"
+        )
+    assert (
+        "toy scdsec seed 0: ok, 3 clusters, NMI 1.000, ARI 1.000 (on the labelled cells; "
+        "40 unlabelled cells left out)" in [r.getMessage() for r in caplog.records]
     )
     table = evaluate.read_table(out)
     assert list(table.columns) == evaluate.METRIC_COLUMNS
@@ -225,7 +237,7 @@ def test_workflow_evaluation_scores_the_labelled_cells_only(tmp_path, runs):
         assert perfect[measure] == pytest.approx(1.0), measure  # NaN is no extra type
     known = np.ones(N_CELLS, dtype=bool)
     known[unlabelled] = False
-    stored = ad.read_h5ad(tmp_path / "graph.h5ad").obs["label"]
+    stored = ad.read_h5ad(tmp_path / "graph.h5ad").obs["scdsec_true_label"]
     for run in (r for r in runs if r["method"] == "leiden"):
         pred = ad.read_h5ad(run["h5ad"]).obs["leiden"].astype(str).to_numpy()
         row = ran[(ran["method"] == "leiden") & (ran["seed"] == run["seed"])].iloc[0]

@@ -62,4 +62,4 @@ def test_case_16_loom_spec_3(shared_cases) -> None:
     path = shared_cases / "16-loom-spec-3" / "sample.loom"
     adata = read_counts(path, labels="ClusterName")
     assert adata.shape == (300, 300) and adata.X.nnz > 0
-    assert adata.obs["label"].notna().all()
+    assert adata.obs["scdsec_true_label"].notna().all()

@@ -148,4 +148,4 @@ def test_case_15_counts_in_raw(shared_cases) -> None:
     path = shared_cases / "15-counts-in-raw" / "seurat_export_raw.h5ad"
     assert ".raw holds whole numbers" in _error(path)
     adata = read_counts(path, layer="raw", labels="cell_type")
-    assert adata.shape == (300, 300) and adata.obs["label"].notna().all()
+    assert adata.shape == (300, 300) and adata.obs["scdsec_true_label"].notna().all()

@@ -72,7 +72,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     cells: bool = True  # the file names cells
     genes: bool = True  # the file names genes (with the duplicated symbol)
-    labels: list[str] | None = None  # expected obs["label"]
+    labels: list[str] | None = None  # expected obs["scdsec_true_label"]
     gene_ids: bool = False  # var["gene_ids"] expected
     obs_columns: tuple[str, ...] = ()
 
@@ -383,11 +383,11 @@ def test_reads_each_layout(writer, truth: Truth, tmp_path: Path) -> None:
         assert dup_warnings == []
 
     if case.labels is None:
-        assert "label" not in adata.obs
+        assert "scdsec_true_label" not in adata.obs
     else:
-        assert isinstance(adata.obs["label"].dtype, pd.CategoricalDtype)
-        assert all(isinstance(c, str) for c in adata.obs["label"].cat.categories)
-        assert adata.obs["label"].tolist() == case.labels
+        assert isinstance(adata.obs["scdsec_true_label"].dtype, pd.CategoricalDtype)
+        assert all(isinstance(c, str) for c in adata.obs["scdsec_true_label"].cat.categories)
+        assert adata.obs["scdsec_true_label"].tolist() == case.labels
     for column in case.obs_columns:
         assert column in adata.obs
     if case.gene_ids:
@@ -726,8 +726,10 @@ def test_real_10x_pbmc() -> None:
     assert detect_format(path) == "xy_h5"
     adata = read_counts(path, labels="Y")
     assert adata.shape == (4271, 2000)
-    assert len(adata.obs["label"].cat.categories) == 8
-    assert adata.obs["label"].value_counts()["1"] == 1292  # class sizes from MANIFEST.md
+    assert len(adata.obs["scdsec_true_label"].cat.categories) == 8
+    assert (
+        adata.obs["scdsec_true_label"].value_counts()["1"] == 1292
+    )  # class sizes from MANIFEST.md
     data = adata.X.data
     assert data.min() > 0 and np.array_equal(data, np.rint(data))
 
@@ -836,7 +838,7 @@ def test_anndata_zarr_store(tmp_path) -> None:
     assert detect_format(tmp_path / "store.zarr") == "zarr"
     back = read_counts(tmp_path / "store.zarr", labels="cell_type")
     np.testing.assert_array_equal(back.X.toarray(), counts)
-    assert list(back.obs["label"][:2]) == ["a", "b"]
+    assert list(back.obs["scdsec_true_label"][:2]) == ["a", "b"]
 
 
 def test_loom_is_read_by_anndata_with_its_names_labels_and_layers(tmp_path) -> None:
@@ -856,7 +858,7 @@ def test_loom_is_read_by_anndata_with_its_names_labels_and_layers(tmp_path) -> N
     back = read_counts(path, labels="ClusterName")
     np.testing.assert_array_equal(back.X.toarray(), counts)
     assert list(back.obs_names) == list(cells) and list(back.var_names) == list(genes)
-    assert list(back.obs["label"][:2]) == ["a", "b"]
+    assert list(back.obs["scdsec_true_label"][:2]) == ["a", "b"]
     unspliced = read_counts(path, layer="unspliced")
     np.testing.assert_array_equal(unspliced.X.toarray(), 2 * counts)
     _assert_input_error(path, "non-integer", "layers['ratio']", layer="ratio")
@@ -918,11 +920,14 @@ def test_xy_names_survive(tmp_path, genes_by_cells: bool) -> None:
     adata = read_counts(tmp_path / "named.h5", labels="Y")
     np.testing.assert_array_equal(adata.X.toarray(), counts)
     assert adata.obs_names[1] == "AAACCTG0001-1" and adata.var_names[2] == "Gene2"
-    assert list(adata.obs["label"][:4]) == ["B cell", "NK", "T cell", "B cell"]
+    assert list(adata.obs["scdsec_true_label"][:4]) == ["B cell", "NK", "T cell", "B cell"]
 
 
 def test_real_xy_with_names(shared_data) -> None:
     adata = read_counts(shared_data / "zheng_sorted_pbmc.h5", labels="Y")
     assert adata.shape == (2140, 8863)
     assert not adata.obs_names[0].startswith("cell_") and "ISG15" in adata.var_names
-    assert adata.obs["label"].cat.categories.size == 9 and "nk" in adata.obs["label"].cat.categories
+    assert (
+        adata.obs["scdsec_true_label"].cat.categories.size == 9
+        and "nk" in adata.obs["scdsec_true_label"].cat.categories
+    )

@@ -104,7 +104,7 @@ def test_labels_spelled_missing_in_a_table_are_left_out(tmp_path):
     counts.to_csv(path, index_label="cell", na_rep="NA")  # as R's write.csv writes NA
     adata = read_counts(path, labels="cell_type", cells_as="rows")
     pred = rng.integers(0, 3, 60)
-    scores = score_labelled(adata.obs["label"], pred)
+    scores = score_labelled(adata.obs["scdsec_true_label"], pred)
     assert scores["n_unlabelled"] == missing.sum()
     assert scores["nmi"] == pytest.approx(label_scores(truth[~missing], pred[~missing])["nmi"])
 
@@ -119,9 +119,11 @@ def test_case_04_labels_spelled_missing_score_as_nan(shared_cases, tmp_path):
     missing = adata.obs["cell_type"].isna().to_numpy()
     assert missing.sum() == 89
     pred = np.random.default_rng(1).integers(0, 3, adata.n_obs)
-    with_nan = score_labelled(read_counts(source, labels="cell_type").obs["label"], pred)
+    with_nan = score_labelled(
+        read_counts(source, labels="cell_type").obs["scdsec_true_label"], pred
+    )
     adata.obs["cell_type"] = _with_spellings(adata.obs["cell_type"].astype(object), missing)
     adata.write_h5ad(tmp_path / "spelled.h5ad")
-    spelled = read_counts(tmp_path / "spelled.h5ad", labels="cell_type").obs["label"]
+    spelled = read_counts(tmp_path / "spelled.h5ad", labels="cell_type").obs["scdsec_true_label"]
     assert score_labelled(spelled, pred) == pytest.approx(with_nan)
     assert with_nan["n_unlabelled"] == 89

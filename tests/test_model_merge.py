@@ -173,7 +173,7 @@ def test_training_that_overclusters_ends_with_k_clusters(epochs):
     assert model.n_clusters == 3
     labels = model.predict()
     assert set(labels) <= {0, 1, 2}
-    assert adjusted_rand_score(adata.obs["label"], labels) > 0.8
+    assert adjusted_rand_score(adata.obs["scdsec_true_label"], labels) > 0.8
 
 
 def test_auto_with_merges_finds_the_types_of_a_clear_case():
@@ -183,7 +183,7 @@ def test_auto_with_merges_finds_the_types_of_a_clear_case():
     model = SCDSEC(adata, "auto", seed=0, **TINY)
     model.train(device="cpu", pretrain_epochs=40, epochs=20, pretrain_lr=1e-2, overcluster=3)
     assert model.n_clusters == 3
-    assert adjusted_rand_score(adata.obs["label"], model.predict()) > 0.9
+    assert adjusted_rand_score(adata.obs["scdsec_true_label"], model.predict()) > 0.9
 
 
 def test_masked_pretraining_hides_genes_from_the_input_only(monkeypatch):

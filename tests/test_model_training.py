@@ -45,7 +45,7 @@ def make_prepared_adata(n_cells=120, n_genes=40, n_types=3, seed=0, n_neighbors=
     adata = ad.AnnData(
         x,
         obs=pd.DataFrame(
-            {"size_factor": size_factor, "label": pd.Categorical(types)},
+            {"scdsec_size_factor": size_factor, "scdsec_true_label": pd.Categorical(types)},
             index=[f"cell{i}" for i in range(n_cells)],
         ),
         var=pd.DataFrame(index=genes),
@@ -143,7 +143,7 @@ def test_params_round_trip_through_dict_and_presets():
     [
         (lambda a: a.obsp.pop("knn"), "obsp\\['knn'\\]"),
         (lambda a: a.layers.pop("counts"), "layers\\['counts'\\]"),
-        (lambda a: a.obs.pop("size_factor"), "size_factor"),
+        (lambda a: a.obs.pop("scdsec_size_factor"), "size_factor"),
         (lambda a: a.uns.pop("scdsec_preprocess"), "scdsec_preprocess"),
     ],
 )
@@ -186,7 +186,7 @@ def test_training_outputs_and_history(trained, prepared):
     assert np.allclose(q.sum(axis=1), 1.0, atol=1e-5)
     assert labels.dtype == np.int64 and np.array_equal(labels, q.argmax(axis=1))
     # the synthetic types are clearly separated: the model finds them
-    assert adjusted_rand_score(prepared.obs["label"], labels) > 0.85
+    assert adjusted_rand_score(prepared.obs["scdsec_true_label"], labels) > 0.85
     # canonical ids: cluster 0 is the largest; equal sizes by their first cell
     sizes = np.bincount(labels, minlength=3)
     firsts = [np.flatnonzero(labels == k)[0] if sizes[k] else n for k in range(3)]
@@ -412,10 +412,10 @@ def test_quick_preset_clusters_mouse_bladder(shared_data):
     adata = ad.AnnData(
         sp.csr_matrix(counts), var=pd.DataFrame(index=[f"g{j}" for j in range(counts.shape[1])])
     )
-    adata.obs["label"] = pd.Categorical(labels)
+    adata.obs["scdsec_true_label"] = pd.Categorical(labels)
     adata = build_knn_graph(normalize(qc_filter(adata), n_top_genes=1000), n_neighbors=50)
     model = SCDSEC(adata, len(np.unique(labels)), "quick", seed=0)
     model.train(device="cpu", threads=2)
-    nmi = normalized_mutual_info_score(adata.obs["label"], model.predict())
+    nmi = normalized_mutual_info_score(adata.obs["scdsec_true_label"], model.predict())
     assert nmi >= 0.72
     assert math.isfinite(model.history["total"].iloc[-1])

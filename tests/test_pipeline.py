@@ -6,6 +6,8 @@ import json
 import os
 
 import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
 
 from scdsec import InputError, pp
@@ -123,6 +125,78 @@ def test_steps_name_the_dataset_its_cells_after_qc_and_the_key(tmp_path, small_c
     assert not args[1].exists()
     qc_step(*args, n_neighbors=39, n_clusters=40)
     assert ad.read_h5ad(args[1]).n_obs == 40
+
+
+def test_import_checks_the_cells_read_before_writing(tmp_path, small_counts):
+    """The download step knows the cells first: too few for K or for n_clusters stop it, naming
+    the dataset, the cells and the key, with nothing written (before QC)."""
+    from scdsec.pipeline import import_dataset
+
+    source = tmp_path / "few.h5ad"
+    small_counts[:40].copy().write_h5ad(source)
+    out = tmp_path / "counts.h5ad"
+    kwargs = {"name": "few", "cache_dir": tmp_path / "cache"}
+    with pytest.raises(InputError, match=r"^dataset few: 40 cells, too few for graph\.n_neigh"):
+        import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=50, n_clusters=3)
+    with pytest.raises(InputError, match=r"^dataset few: 40 cells, fewer than datasets\.few\."):
+        import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=10, n_clusters=41)
+    assert not out.exists()
+    import_dataset({"source": str(source)}, out, **kwargs, n_neighbors=39, n_clusters=40)
+    assert ad.read_h5ad(out).n_obs == 40
+
+
+def test_the_workflows_steps_never_overwrite_the_users_columns(tmp_path, small_counts):
+    """Import, QC and normalisation keep the input's obs/var columns by value; their own go
+    under scdsec_* names; an input column named as a baseline's key is kept as <key>_input."""
+    from scdsec.pipeline import import_dataset, normalize_step
+
+    source = small_counts.copy()
+    del source.obs["scdsec_true_label"]
+    source.obs["label"] = "mine"
+    source.obs["n_counts"] = np.arange(source.n_obs)
+    source.obs["leiden"] = "3"
+    source.var["mean"] = -1.0
+    path = tmp_path / "in.h5ad"
+    source.write_h5ad(path)
+    entry = {"source": str(path), "labels": "cell_type"}
+    counts = tmp_path / "counts.h5ad"
+    import_dataset(entry, counts, name="d", cache_dir=tmp_path / "cache")
+    qc_step(counts, tmp_path / "qc.h5ad", min_cells_fraction=0.0)
+    out = normalize_step(tmp_path / "qc.h5ad", tmp_path / "norm.h5ad", n_top_genes=100)
+    assert (out.obs["label"] == "mine").all() and (out.var["mean"] == -1.0).all()
+    assert (out.obs["n_counts"].to_numpy() == np.arange(source.n_obs)).all()
+    assert "leiden" not in out.obs and (out.obs["leiden_input"] == "3").all()
+    truth = out.obs["scdsec_true_label"].astype(str)
+    assert (truth == source.obs["cell_type"].astype(str)).all()
+    totals = np.asarray(source.X.sum(axis=1)).ravel()
+    assert (out.obs["scdsec_total_counts"].to_numpy() == totals).all()
+    assert {"scdsec_n_genes_by_counts", "scdsec_size_factor"} <= set(out.obs)
+    assert {"scdsec_mean", "scdsec_std"} <= set(out.var)
+
+
+def test_import_joins_a_cell_metadata_table_and_takes_labels_from_it(tmp_path, small_counts):
+    """The dataset key ``metadata``: a table of the cells joined by name; ``labels`` one of its
+    columns; a cell the table lacks is unlabelled."""
+    from scdsec.pipeline import import_dataset
+
+    source = small_counts.copy()
+    truth = source.obs.pop("cell_type").astype(str)
+    del source.obs["scdsec_true_label"]
+    source.write_h5ad(tmp_path / "in.h5ad")
+    table = pd.DataFrame({"type": truth, "sample": "s1"}).iloc[5:].sample(frac=1, random_state=0)
+    table.to_csv(tmp_path / "cells.csv.gz")
+    entry = {"source": str(tmp_path / "in.h5ad"), "metadata": str(tmp_path / "cells.csv.gz")}
+    out = import_dataset(
+        {**entry, "labels": "type"}, tmp_path / "c.h5ad", name="d", cache_dir=tmp_path / "x"
+    )
+    got = ad.read_h5ad(tmp_path / "c.h5ad").obs
+    assert got["scdsec_true_label"].isna().sum() == 5 and got["sample"].notna().sum() == 395
+    assert (got["scdsec_true_label"].iloc[5:].astype(str) == truth.iloc[5:]).all()
+    assert list(out.obs_names) == list(source.obs_names)
+    with pytest.raises(InputError, match=r"'cell_type' not found.*nor is it a column of the cell"):
+        import_dataset(
+            {**entry, "labels": "cell_type"}, tmp_path / "e.h5ad", name="d", cache_dir=tmp_path
+        )
 
 
 def test_a_step_keeps_every_thread_pool_to_its_rules_threads(tmp_path):

@@ -100,7 +100,7 @@ def clustered() -> ad.AnnData:
         obs=pd.DataFrame(index=[f"c{i}" for i in range(90)]),
         var=pd.DataFrame(index=[f"G{j}" for j in range(20)]),
     )
-    adata.obs["label"] = pd.Categorical(truth)
+    adata.obs["scdsec_true_label"] = pd.Categorical(truth)
     pred = np.repeat(["2", "0", "1"], 30)
     pred[:3] = "3"  # a small extra cluster
     adata.obs["scdsec"] = pd.Categorical(pred, categories=["0", "1", "2", "3"])
@@ -127,12 +127,14 @@ def test_embeddings_grid_with_and_without_true_labels(clustered, tmp_path, monke
     assert cluster_entries == ["0 → beta", "1 → gamma", "2 → alpha", "3 (unmatched)"]
 
     partly = clustered.copy()
-    partly.obs["label"] = partly.obs["label"].astype(object).where(np.arange(90) > 5, None)
+    partly.obs["scdsec_true_label"] = (
+        partly.obs["scdsec_true_label"].astype(object).where(np.arange(90) > 5, None)
+    )
     fig = plotting.embeddings_figure(partly, seed=0)
     assert "unlabelled" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
 
     unlabelled = clustered.copy()
-    del unlabelled.obs["label"]
+    del unlabelled.obs["scdsec_true_label"]
     fig = plotting.embeddings_figure(unlabelled, seed=0, max_cells=60)
     assert len(fig.axes) == 2
     assert "60 of 90 cells" in fig.get_suptitle()
@@ -190,7 +192,7 @@ def test_confusion_more_types_than_clusters():
 
 
 def test_confusion_step_without_true_labels_says_so(clustered, tmp_path):
-    del clustered.obs["label"]
+    del clustered.obs["scdsec_true_label"]
     clustered.write_h5ad(tmp_path / "scdsec.h5ad")
     with pytest.raises(InputError, match="no true labels"):
         plotting.confusion_plot_step(tmp_path / "scdsec.h5ad", tmp_path / "confusion.png")

@@ -49,8 +49,8 @@ def test_qc_cell_filters(small_counts):
     totals = np.asarray(adata.X.sum(axis=1)).ravel()
     cap = float(np.quantile(totals, 0.9))
     out = qc_filter(adata, max_counts=cap, min_genes=50)
-    assert out.obs["n_counts"].max() <= cap
-    assert out.obs["n_genes"].min() >= 50
+    assert out.obs["scdsec_total_counts"].max() <= cap
+    assert out.obs["scdsec_n_genes_by_counts"].min() >= 50
     rep = out.uns["scdsec_qc"]
     assert rep["cells_removed_max_counts"] >= int(0.09 * adata.n_obs)
     assert rep["cells_out"] == out.n_obs
@@ -87,18 +87,18 @@ def test_normalize_outputs(small_counts):
     out = normalize(qc, n_top_genes=100, clip=3.0)
     assert out.shape == (qc.n_obs, 100)
     assert isinstance(out.X, np.ndarray) and out.X.dtype == np.float32
-    assert np.median(out.obs["size_factor"]) == pytest.approx(1.0)
+    assert np.median(out.obs["scdsec_size_factor"]) == pytest.approx(1.0)
     # size factors come from all kept genes, not only the HVGs
-    np.testing.assert_allclose(out.obs["size_factor"], size_factors(qc.X))
+    np.testing.assert_allclose(out.obs["scdsec_size_factor"], size_factors(qc.X))
     # raw counts of the kept genes are kept as the ZINB target
     raw = qc[:, out.var_names].X
     assert (out.layers["counts"] != raw).nnz == 0
     # log1p(c / s)
-    expected = np.log1p(raw.toarray() / out.obs["size_factor"].to_numpy()[:, None])
+    expected = np.log1p(raw.toarray() / out.obs["scdsec_size_factor"].to_numpy()[:, None])
     np.testing.assert_allclose(out.layers["log1p"].toarray(), expected, rtol=1e-5, atol=1e-6)
     # scaled input: clipped, and (before clipping) zero mean and unit variance
     assert np.abs(out.X).max() <= 3.0 + 1e-6
-    unclipped = (expected - out.var["mean"].to_numpy()) / out.var["std"].to_numpy()
+    unclipped = (expected - out.var["scdsec_mean"].to_numpy()) / out.var["scdsec_std"].to_numpy()
     np.testing.assert_allclose(unclipped.mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(unclipped.std(axis=0), 1, atol=1e-3)
     info = out.uns["scdsec_preprocess"]

@@ -56,7 +56,7 @@ def test_scalability_table_from_benchmark_files(tmp_path):
     result = ad.AnnData(sp.csr_matrix(np.ones((n, 10), dtype=np.float32)))
     result.uns["scdsec_graph"] = {"n_edges": 75}  # mean degree 3
     result.obs_names = [f"c{i}" for i in range(n)]
-    result.obs["label"] = np.repeat(["a", "b"], n // 2)
+    result.obs["scdsec_true_label"] = np.repeat(["a", "b"], n // 2)
     result.obs["scdsec"] = np.repeat(["0", "1"], n // 2)  # the true partition
     result.obsm["X_pca"] = np.zeros((n, 2))
     history = {"seconds": [1.0, 2.0, 4.0, 5.0]}  # 4 epochs in 5 s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -174,54 +175,184 @@ def failed_step_line(proc: subprocess.CompletedProcess, log: Path) -> str:
     return line
 
 
-FEW_CELLS = {
-    "run": ["few"],
-    "datasets": {
-        "few": {
-            "simulate": {"cells": 40, "genes": 200, "types": 3, "separation": 1.0},
-            "n_clusters": 3,
-        }
-    },
-    "normalize": {"n_top_genes": 100},
-}
+def config_line(proc: subprocess.CompletedProcess, key: str) -> str:
+    """The one line of a refused config that names ``key``: before any job, nothing made."""
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-2000:]
+    assert "Job stats" not in output, output[-2000:]
+    return next(line for line in output.splitlines() if key in line and "cells" in line)
+
+
+def test_settings_simulated_cells_cannot_hold_stop_before_any_job(tmp_path):
+    """Case 05/14 on simulated cells: the config alone says the cells are too few for K or
+    for n_clusters; the message names the key and where its value came from."""
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["datasets"]["demo"]["n_clusters"] = 301
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "datasets.demo.n_clusters")
+    assert line.startswith("config.yaml: datasets.demo.n_clusters: dataset demo: 300 simulated")
+    assert "fewer than datasets.demo.n_clusters = 301 clusters; set" in line
+    config["datasets"]["demo"]["n_clusters"] = 3
+    del config["graph"]["n_neighbors"]  # the default, 50
+    config["datasets"]["demo"]["simulate"]["cells"] = 40
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "graph.n_neighbors")
+    assert line.startswith("graph.n_neighbors (default, not set in config.yaml): dataset demo:")
+    assert "40 simulated cells (simulate.cells), too few for graph.n_neighbors = 50" in line
+    proc = snakemake(tmp_path, "-n", "--config", "graph={n_neighbors: 45}", check=False)
+    assert config_line(proc, "graph.n_neighbors").startswith("--config: graph.n_neighbors: ")
+    assert not (tmp_path / "resources").exists()
+
+
+def test_a_value_from_the_command_line_is_named_as_from_config(tmp_path):
+    write_config(tmp_path, TINY)
+    datasets = "datasets={demo: {simulate: {cells: 300, genes: 200, types: 3}, n_clusters: 1}}"
+    proc = snakemake(tmp_path, "-n", "--config", datasets, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    line = next(x for x in output.splitlines() if "datasets.demo.n_clusters" in x)
+    assert line == (
+        "--config: datasets.demo.n_clusters: must be an integer of at least 2 or 'auto', got 1"
+    )
+
+
+def test_n_clusters_as_a_whole_float_names_the_same_run_folder(tmp_path):
+    write_config(tmp_path, TINY)
+    first = planned_run_folder(tmp_path, "all")
+    config = yaml.safe_load(yaml.safe_dump(TINY))
+    config["datasets"]["demo"]["n_clusters"] = 3.0
+    config["graph"]["n_neighbors"] = 10.0
+    write_config(tmp_path, config)
+    assert planned_run_folder(tmp_path, "all") == first
+    config["datasets"]["demo"]["n_clusters"] = 3.5
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "datasets.demo.n_clusters: must be an integer of at least 2 or 'auto', got 3.5" in (
+        proc.stdout + proc.stderr
+    )
+
+
+def test_a_source_under_home_is_found(tmp_path):
+    """`source: ~/data/mine.h5ad` is read from the home folder; a file missing there is named
+    as missing, its folder (which exists) not."""
+    from scdsec.simulate import simulate_counts
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    simulate_counts(60, 50, 2, seed=0).write_h5ad(home / "data" / "mine.h5ad")
+    config = {**TINY, "run": ["mine"], "datasets": {"mine": {"source": "~/data/mine.h5ad"}}}
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    write_config(workdir, config)
+    env = {**os.environ, "HOME": str(home)}
+    proc = snakemake(workdir, "-n", env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config["datasets"]["mine"]["source"] = "~/data/other.h5ad"
+    write_config(workdir, config)
+    proc = snakemake(workdir, "-n", env=env, check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if "other.h5ad" in x)
+    assert f"{home}/data/other.h5ad does not exist" in line and "folder" not in line
+
+
+def test_a_missing_cell_metadata_table_is_named_before_any_job(tmp_path):
+    from scdsec.simulate import simulate_counts
+
+    simulate_counts(60, 50, 2, seed=0).write_h5ad(tmp_path / "mine.h5ad")
+    entry = {"source": "mine.h5ad", "metadata": "cells.tsv", "labels": "cell_type"}
+    write_config(tmp_path, {**TINY, "run": ["mine"], "datasets": {"mine": entry}})
+    proc = snakemake(tmp_path, "-n", check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if "cells.tsv" in x)
+    assert proc.returncode != 0
+    assert line.startswith("config.yaml: datasets.mine.metadata: cells.tsv does not exist")
+    (tmp_path / "cells.tsv").write_text("cell\tcell_type\n")
+    assert planned_jobs(tmp_path, "--until", "download") == {"download": 1}
+
+
+def _few_cells_file(tmp_path: Path, n_cells: int = 40, name: str = "few.counts") -> Path:
+    """An AnnData file of ``n_cells`` simulated cells; named other than ``.h5ad``, its cells
+    are known only once `download` has read it."""
+    from scdsec.simulate import simulate_counts
+
+    path = tmp_path / name
+    simulate_counts(n_cells, 200, 3, seed=0, separation=1.0).write_h5ad(path)
+    return path
+
+
+def test_settings_a_local_h5ad_cannot_hold_stop_before_any_job(tmp_path):
+    """A local .h5ad's cells are read from its index when the config loads: too few for K or
+    for n_clusters stop the run there, naming the file and the key."""
+    path = _few_cells_file(tmp_path, name="few.h5ad")
+    config = {"run": ["few"], "datasets": {"few": {"source": str(path), "n_clusters": 3}}}
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "graph.n_neighbors")
+    assert line.startswith("graph.n_neighbors (default, not set in config.yaml): dataset few: ")
+    assert f"40 cells in {path}, too few for graph.n_neighbors = 50" in line
+    config["graph"] = {"n_neighbors": 10}
+    config["datasets"]["few"]["n_clusters"] = 41
+    write_config(tmp_path, config)
+    line = config_line(snakemake(tmp_path, "-n", check=False), "datasets.few.n_clusters")
+    assert "40 cells in" in line and "fewer than datasets.few.n_clusters = 41 clusters" in line
+    config["datasets"]["few"]["n_clusters"] = 40
+    write_config(tmp_path, config)
+    assert planned_jobs(tmp_path, "--until", "download") == {"download": 1}
 
 
 @pytest.mark.slow
 def test_too_few_cells_stop_the_workflow_in_one_line_naming_the_key(tmp_path):
-    """Case 05 on simulated cells: QC, the first step that knows the cells after QC, stops in
-    one line for K (graph.n_neighbors, default 50) and for n_clusters; a K raised after QC
-    stops the graph step the same way (naming the sweep's key for a sensitivity K)."""
-    config = yaml.safe_load(yaml.safe_dump(FEW_CELLS))
-    write_config(tmp_path, config)
-    proc = snakemake(tmp_path, check=False)
-    qc_log = only_file(tmp_path, "logs/few/qc_*.log")
-    line = failed_step_line(proc, qc_log)
-    assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    assert not list(tmp_path.glob("results/few/preprocess/qc_*"))
+    """Case 05 on a file of 40 cells: the download step, the first that knows the cells,
+    stops in one line for K (graph.n_neighbors, default 50) and for n_clusters before writing
+    anything; QC stops when the cells it leaves are too few; a K raised after QC stops the
+    graph step the same way (naming the sweep's key for a sensitivity K)."""
+    import numpy as np
+
+    path = _few_cells_file(tmp_path)
+    config = {
+        "run": ["few"],
+        "datasets": {"few": {"source": str(path), "n_clusters": 3}},
+        "normalize": {"n_top_genes": 100},
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, config)
+    log = work / "logs/few/download.log"
+    line = failed_step_line(snakemake(work, check=False), log)
+    assert "dataset few: 40 cells, too few for graph.n_neighbors = 50" in line
+    assert not (work / "resources/few/counts.h5ad").exists()
 
     config["graph"] = {"n_neighbors": 10}
     config["datasets"]["few"]["n_clusters"] = 41
-    write_config(tmp_path, config)
-    qc_log.unlink()
-    line = failed_step_line(snakemake(tmp_path, "--until", "qc", check=False), qc_log)
-    assert "dataset few: 40 cells after QC" in line and "datasets.few.n_clusters = 41" in line
+    write_config(work, config)
+    log.unlink()
+    line = failed_step_line(snakemake(work, "--until", "qc", check=False), log)
+    assert "dataset few: 40 cells, fewer than datasets.few.n_clusters = 41" in line
 
+    totals = np.asarray(ad.read_h5ad(path).X.sum(axis=1)).ravel()
+    config["qc"] = {"max_counts": float(np.sort(totals)[19])}  # 20 cells left
+    config["datasets"]["few"]["n_clusters"] = 30
+    write_config(work, config)
+    line = failed_step_line(
+        snakemake(work, "--until", "qc", check=False), only_file(work, "logs/few/qc_*.log")
+    )
+    assert "dataset few: 20 cells after QC, fewer than datasets.few.n_clusters = 30" in line
+    assert not list(work.glob("results/few/preprocess/qc_*"))
+
+    del config["qc"]
     config["datasets"]["few"]["n_clusters"] = 3
-    write_config(tmp_path, config)
-    snakemake(tmp_path, "--until", "qc")
+    write_config(work, config)
+    snakemake(work, "--until", "qc")
     config["graph"]["n_neighbors"] = 50
-    write_config(tmp_path, config)
+    write_config(work, config)
     pattern = r"results/few/preprocess/graph_t100_k50_\w+\.h5ad"
-    graph = planned_path(tmp_path, pattern, "--until", "graph")
+    graph = planned_path(work, pattern, "--until", "graph")
     targets = [graph, graph.replace("_k50_", "_k45_")]
-    proc = snakemake(tmp_path, "--keep-going", *targets, check=False)
-    line = failed_step_line(proc, only_file(tmp_path, "logs/few/graph_t100_k50_*.log"))
+    proc = snakemake(work, "--keep-going", *targets, check=False)
+    line = failed_step_line(proc, only_file(work, "logs/few/graph_t100_k50_*.log"))
     assert "dataset few: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    line = failed_step_line(proc, only_file(tmp_path, "logs/few/graph_t100_k45_*.log"))
+    line = failed_step_line(proc, only_file(work, "logs/few/graph_t100_k45_*.log"))
     assert "40 cells after QC" in line and "experiments.sensitivity.k = 45" in line
 
 
-@pytest.mark.slow
 def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
     path = shared_cases / "05-fewer-cells-than-neighbours" / "tiny.h5ad"
     if not path.is_file():
@@ -231,10 +362,28 @@ def test_case_05_fewer_cells_than_neighbours(tmp_path, shared_cases):
         "datasets": {"tiny": {"source": str(path), "labels": "cell_type", "n_clusters": 3}},
     }
     write_config(tmp_path, config)
-    proc = snakemake(tmp_path, check=False)
-    line = failed_step_line(proc, only_file(tmp_path, "logs/tiny/qc_*.log"))
-    assert "dataset tiny: 40 cells after QC" in line and "graph.n_neighbors = 50" in line
-    assert not list(tmp_path.glob("results/tiny/preprocess/qc_*"))
+    line = config_line(snakemake(tmp_path, check=False), "graph.n_neighbors")
+    assert f"dataset tiny: 40 cells in {path}, too few for graph.n_neighbors = 50" in line
+    assert not (tmp_path / "resources").exists()
+
+
+def test_case_14_settings_named_as_given_before_qc(tmp_path, shared_cases):
+    path = shared_cases / "14-one-cell-type" / "sorted_one_type.h5ad"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    config = {"run": ["one"], "datasets": {"one": {"source": str(path), "n_clusters": 1}}}
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "-n", check=False)
+    line = next(x for x in (proc.stdout + proc.stderr).splitlines() if "n_clusters" in x)
+    assert line == (
+        "config.yaml: datasets.one.n_clusters: must be an integer of at least 2 or 'auto', got 1"
+    )
+    config["datasets"]["one"]["n_clusters"] = 2
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "-n", "--config", "graph={n_neighbors: 500}", check=False)
+    line = config_line(proc, "graph.n_neighbors")
+    assert line.startswith("--config: graph.n_neighbors: dataset one: 500 cells in ")
+    assert "too few for graph.n_neighbors = 500" in line
 
 
 @pytest.mark.slow
@@ -246,7 +395,7 @@ def test_demo_runs_through_graph_and_a_changed_graph_parameter_reruns_only_the_g
     graph = ad.read_h5ad(graph_path)
     assert graph.n_obs == 300 and graph.n_vars == 100
     assert graph.obsp["knn"].shape == (300, 300)
-    assert set(graph.obs["label"].unique()) == {"type1", "type2", "type3"}
+    assert set(graph.obs["scdsec_true_label"].unique()) == {"type1", "type2", "type3"}
     steps = graph.uns["scdsec_steps"]
     assert {"download", "qc", "normalize", "graph"} <= set(steps)
     assert steps["graph"]["params"]["n_neighbors"] == 10
@@ -336,7 +485,7 @@ def test_new_datasets_in_other_formats_run_through_qc(tmp_path):
     finally:
         server.shutdown()
     web = ad.read_h5ad(only_file(tmp_path, "results/web_csv/preprocess/qc_*.h5ad"))
-    assert web.n_obs == 120 and list(web.obs["label"].cat.categories) == ["x", "y", "z"]
+    assert web.n_obs == 120 and list(web.obs["scdsec_true_label"].cat.categories) == ["x", "y", "z"]
     local = ad.read_h5ad(only_file(tmp_path, "results/local_mtx/preprocess/qc_*.h5ad"))
     assert local.n_obs == 120 and "G0" in local.var_names
     assert not list((tmp_path / "resources" / "local_mtx").glob("download/*")), (
@@ -371,7 +520,7 @@ def test_real_dataset_graph(tmp_path, shared_data):
     snakemake(tmp_path, "--until", "graph")
     g = ad.read_h5ad(only_file(tmp_path, "results/worm/preprocess/graph_t1000_k50_*.h5ad"))
     a = g.obsp["knn"]
-    assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["label"].nunique() == 10
+    assert g.n_obs == 4186 and g.n_vars == 1000 and g.obs["scdsec_true_label"].nunique() == 10
     assert (a != a.T).nnz == 0 and np.diff(a.indptr).min() >= 50
     assert a.nnz < 0.05 * a.shape[0] ** 2
     seconds = float(
@@ -632,4 +781,4 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
     rows_log = (tmp_path / "logs/rows/download.log").read_text()
     assert "cells are the table's rows" in rows_log and "400 cells × 200 genes" in rows_log
     partly = ad.read_h5ad(tmp_path / "resources/partly/counts.h5ad")
-    assert partly.obs["label"].isna().sum() == 89
+    assert partly.obs["scdsec_true_label"].isna().sum() == 89

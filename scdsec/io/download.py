@@ -190,7 +190,8 @@ def local_source(source: str) -> Path | None:
     """The local path a source names, or None for an ``http(s)://`` URL.
 
     A ``file://`` URL is decoded as URL libraries do (``file:///data/Baron%20mouse1.zip``
-    is ``/data/Baron mouse1.zip``); anything without a scheme is a path as written.
+    is ``/data/Baron mouse1.zip``); anything without a scheme is a path as written, with a
+    leading ``~`` or ``~user`` expanded to the home folder as a shell does.
 
     Raises
     ------
@@ -198,7 +199,10 @@ def local_source(source: str) -> Path | None:
         Another scheme, or a ``file://`` URL on another host.
     """
     if not _URL.match(source):
-        return Path(source)
+        try:
+            return Path(source).expanduser()
+        except RuntimeError:  # ~user of no known user: the path as written, found missing
+            return Path(source)
     url = urllib.parse.urlsplit(source)
     scheme = url.scheme.lower()
     if scheme in ("http", "https"):

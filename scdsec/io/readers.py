@@ -64,8 +64,9 @@ def read_counts(
     labels
         Where the true cell types are: an ``obs`` column (h5ad, Cell BLAST), a CSV/TSV
         column (or row, when cells are columns), or a top-level dataset such as ``Y``
-        (X/Y HDF5). Copied to ``obs["label"]`` as a categorical of strings (integer codes
-        become their decimal strings). 10x files carry no labels.
+        (X/Y HDF5). Copied to ``obs["scdsec_true_label"]`` (the column itself is left as it
+        is) as a categorical of strings (integer codes become their decimal strings). 10x
+        files carry no labels.
     metadata_columns
         Non-count columns of a CSV/TSV table that describe cells; they go to ``obs``
         instead of ``X``. For other formats, names that must exist among the cell
@@ -125,7 +126,8 @@ def read_counts(
         none; duplicates get ``-1``, ``-2``, … suffixes and a warning, and duplicated cell
         names are kept as given in ``obs["original_obs_name"]``); the file's cell and
         gene annotations in ``obs``/``var`` (10x: ``var["gene_ids"]``, gene symbols as
-        names, only "Gene Expression" features); ``obs["label"]`` if ``labels`` is given;
+        names, only "Gene Expression" features); ``obs["scdsec_true_label"]`` if ``labels``
+        is given;
         ``uns["scdsec_source"] = {"path": ..., "format": ...}``.
 
     Raises
@@ -231,7 +233,7 @@ def _finish(
                 f"{path}: {what} {key!r} not found; available keys: {_list_keys(available)}"
             )
     if labels is not None:
-        obs["label"] = _as_labels(obs[labels])
+        obs["scdsec_true_label"] = _as_labels(obs[labels])
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.uns["scdsec_source"] = {"path": str(path), "format": fmt}
     _log.info("%s: %d cells × %d genes (%s)", path, n_cells, n_genes, fmt)

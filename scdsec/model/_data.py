@@ -89,12 +89,12 @@ def read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> Ce
             raise InputError(f"adata.layers['counts'] has shape {counts.shape}, X {x.shape}")
     elif training:
         raise InputError("adata.layers['counts'] (raw counts, the ZINB target) is missing")
-    if "size_factor" in adata.obs:
-        size_factors = adata.obs["size_factor"].to_numpy(dtype=np.float32)
+    if "scdsec_size_factor" in adata.obs:
+        size_factors = adata.obs["scdsec_size_factor"].to_numpy(dtype=np.float32)
         if not (np.isfinite(size_factors).all() and (size_factors > 0).all()):
-            raise InputError("adata.obs['size_factor'] must be finite and positive")
+            raise InputError("adata.obs['scdsec_size_factor'] must be finite and positive")
     elif training:
-        raise InputError("adata.obs['size_factor'] is missing")
+        raise InputError("adata.obs['scdsec_size_factor'] is missing")
     pca = adata.obsm.get("X_pca")  # a view, read only when a centre start needs it
     return CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
 

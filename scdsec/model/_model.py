@@ -51,7 +51,7 @@ class SCDSEC:
     adata
         Cells × highly variable genes, as the preprocessing and graph steps leave it:
         ``X`` the scaled network input, ``layers["counts"]`` the raw counts,
-        ``obs["size_factor"]``, ``obsp["knn"]`` the binary kNN graph and
+        ``obs["scdsec_size_factor"]``, ``obsp["knn"]`` the binary kNN graph and
         ``uns["scdsec_preprocess"]`` what the preparation did (stored in checkpoints).
     n_clusters
         Number of clusters ``K``, or ``"auto"``: ``K`` starts as the Leiden estimate of the
@@ -206,7 +206,7 @@ class SCDSEC:
         data = self._data
         if data is None or data.counts is None or data.size_factors is None:
             raise InputError(
-                "training needs an AnnData with layers['counts'] and obs['size_factor']: "
+                "training needs an AnnData with layers['counts'] and obs['scdsec_size_factor']: "
                 "load the model with adata=... holding them"
             )
         settings.set_threads(threads)

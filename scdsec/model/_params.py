@@ -192,10 +192,10 @@ class TrainParams:
     # of about 8,192 above (one full batch is the slower path per cell from ~5,000 cells on a
     # CPU, its activations no longer in cache, and its memory grows with the cells: 2.0 GiB at
     # 10,000, 6.8 GiB at 50,000; docs/scale.md); "full" — always one batch; an integer —
-    # mini-batches of about that many cells. An epoch is one pass over all cells either way; with mini-batches it takes one
-    # optimiser step per batch. Mini-batches are Cluster-GCN's (Chiang et al. 2019): METIS parts
-    # of the kNN graph, parts_per_batch of them joined at random each epoch, each step on the
-    # graph induced on its cells.
+    # mini-batches of about that many cells. An epoch is one pass over all cells either way;
+    # with mini-batches it takes one optimiser step per batch. Mini-batches are Cluster-GCN's
+    # (Chiang et al. 2019): METIS parts of the kNN graph, parts_per_batch of them joined at
+    # random each epoch, each step on the graph induced on its cells.
     batch_size: BatchSize = "auto"
     # METIS parts joined into each mini-batch (Cluster-GCN's q); a part holds about
     # batch_size / parts_per_batch cells. Default 32: a batch of a few parts holds few cell

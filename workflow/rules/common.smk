@@ -12,21 +12,28 @@ from snakemake.utils import min_version, validate
 sys.path.insert(0, str(Path(workflow.basedir)))
 from scdsec import experiments as xp
 from scdsec.io import download
-from scdsec.workflow_config import coerce_to_schema, schema_problem
+from scdsec import InputError
+from scdsec._checks import check_cell_count, h5ad_n_obs
+from scdsec.workflow_config import coerce_to_schema, config_origin, schema_problem
 
 min_version("9.0")
 
 # `--config seeds=[0]` arrives as ["0"]: numbers, booleans and nulls given as strings become
-# what the schema asks for before anything reads the config.
+# what the schema asks for before anything reads the config (and `8.0` an integer where the
+# schema asks for one, so that it names the same run folders as `8`).
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 _schema = yaml.safe_load(SCHEMA.read_text())
 coerce_to_schema(config, _schema)
+_GIVEN = None  # the config as read, once validation has passed (before defaults fill it)
 
 
 def _config_error(key, problem):
-    # every config file read (config.yaml, then each --configfile over it), not only the first
-    files = ", ".join(dict.fromkeys(str(f) for f in workflow.configfiles)) or "config.yaml"
-    raise ValueError(f"{files}: {key}: {problem}")
+    # where the value came from: `--config` on the command line, else every config file read
+    # (config.yaml, then each --configfile over it), not only the first
+    files = [str(f) for f in workflow.configfiles]
+    overrides = getattr(getattr(workflow, "config_settings", None), "config", None) or {}
+    where = config_origin(key, overrides, files, _GIVEN)
+    raise ValueError(f"{where}: {problem}")
 
 
 # A wrong config stops here in one line naming the key (Snakemake's validate below would print
@@ -37,6 +44,7 @@ if (_problem := schema_problem(config, _schema)) is not None:
 
 # The model's values come from `preset`, overridden by what the config sets under `model`
 # and `train`; read those before validation fills every key with its documented default.
+_GIVEN = json.loads(json.dumps(config))
 MODEL_PARAMS = {
     "preset": config.get("preset", "default"),
     "model": dict(config.get("model") or {}),
@@ -66,6 +74,40 @@ for _name, _entry in config["datasets"].items():
     if isinstance(_proportions, list) and not any(_proportions):
         _config_error(f"datasets.{_name}.simulate.proportions", "the weights are all zero")
 
+# What a dataset's cells must hold is checked here, before any job, where the config tells the
+# cells (a simulated dataset) or a local .h5ad's index does; other files' cells are checked as
+# soon as `download` has read them.
+for _name in config["run"]:
+    _entry = config["datasets"][_name]
+    _simulate = _entry.get("simulate")
+    if _simulate is not None and _simulate["types"] > _simulate["cells"]:
+        _config_error(
+            f"datasets.{_name}.simulate.types",
+            f"{_simulate['types']} types need at least as many cells (simulate.cells = {_simulate['cells']})",
+        )
+    if _simulate is not None:
+        _cells, _what = _simulate["cells"], "simulated cells (simulate.cells)"
+    else:
+        try:
+            _path = download.local_source(str(_entry["source"]))
+        except ValueError:  # a scheme neither http(s) nor file: named below
+            _path = None
+        _cells, _what = (h5ad_n_obs(_path) if _path else None), f"cells in {_path}"
+    if _cells is None:
+        continue
+    try:
+        check_cell_count(
+            _cells,
+            n_neighbors=config["graph"]["n_neighbors"],
+            n_clusters=_entry["n_clusters"],
+            cells=_what,
+            neighbors_key="graph.n_neighbors",
+            clusters_key=f"datasets.{_name}.n_clusters",
+        )
+    except InputError as _err:
+        _key = "graph.n_neighbors" if "graph.n_neighbors" in str(_err) else f"datasets.{_name}.n_clusters"
+        _config_error(_key, f"dataset {_name}: {_err}")
+
 EXPERIMENT_DATASETS = config["experiments"]["datasets"] or config["run"][:1]
 EXPERIMENT_SEEDS = config["experiments"]["seeds"]
 for _name in EXPERIMENT_DATASETS:
@@ -76,22 +118,24 @@ for _name in EXPERIMENT_DATASETS:
         )
 
 
-def local_path(entry):
-    """The dataset's local file or folder (None for a URL or simulated data)."""
-    source = entry.get("source")
+def local_path(entry, key="source"):
+    """The dataset's local file or folder (None for a URL or simulated data); with ``key``
+    "metadata", its cell metadata table's."""
+    source = entry.get(key)
     return None if source is None else download.local_source(str(source))
 
 
-# A local dataset that is not there stops the run at once, naming the dataset and the path.
-for _name in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]):
+# A local dataset (or metadata table) that is not there stops the run at once, naming the
+# dataset and the path.
+for _name, _key in [(n, k) for n in dict.fromkeys([*config["run"], *EXPERIMENT_DATASETS]) for k in ("source", "metadata")]:
     try:
-        _path = local_path(config["datasets"][_name])
+        _path = local_path(config["datasets"][_name], _key)
     except ValueError as _err:  # InputError: a scheme that is neither http(s) nor file
-        _config_error(f"datasets.{_name}.source", str(_err))
+        _config_error(f"datasets.{_name}.{_key}", str(_err))
     if _path is not None and not Path(_path).exists():
         _folder = Path(_path).parent
         _config_error(
-            f"datasets.{_name}.source",
+            f"datasets.{_name}.{_key}",
             (
                 f"the folder {_folder} is missing (it should hold {Path(_path).name})"
                 if not _folder.is_dir()
@@ -119,18 +163,30 @@ def dataset_entry(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def download_entry(wildcards):
+    """The dataset's entry as the download step reads it: without `n_clusters`, which it only
+    checks (from the config), so that changing K reruns no preprocessing."""
+    return {k: v for k, v in dataset_entry(wildcards).items() if k != "n_clusters"}
+
+
 def local_source(wildcards):
-    """The dataset's local file as an input, its modification time ignored (`ancient`): what
-    reruns its steps is a change of content (`source_content`), not a copy or a remount."""
-    path = local_path(dataset_entry(wildcards))
-    return ancient(path) if path else []
+    """The dataset's local files (counts, metadata table) as inputs, their modification times
+    ignored (`ancient`): what reruns its steps is a change of content (`source_content`), not
+    a copy or a remount."""
+    paths = [local_path(dataset_entry(wildcards), key) for key in ("source", "metadata")]
+    return [ancient(path) for path in paths if path]
 
 
 def source_content(wildcards):
-    """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else.
-    Cached in resources/source_digests.json by size and modification time."""
-    path = local_path(dataset_entry(wildcards))
-    return download.content_digest(path, cache="resources/source_digests.json") if path else None
+    """SHA-256 of a local dataset's content (a param: a change reruns its steps); None else —
+    with a local metadata table, a list of both. Cached in resources/source_digests.json by
+    size and modification time."""
+    digests = [
+        download.content_digest(path, cache="resources/source_digests.json")
+        for path in (local_path(dataset_entry(wildcards), key) for key in ("source", "metadata"))
+        if path
+    ]
+    return None if not digests else digests[0] if len(digests) == 1 else digests
 
 
 # ---------------------------------------------------------------- preprocessing files

@@ -5,7 +5,7 @@ rule download:
     output:
         "resources/{dataset}/counts.h5ad",
     params:
-        entry=dataset_entry,
+        entry=download_entry,
         content=source_content,
         cache_dir=lambda wildcards: f"resources/{wildcards.dataset}/download",
     log:
