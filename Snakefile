@@ -26,6 +26,10 @@ localrules:
     sensitivity,
 
 
+onsuccess:
+    print_run_summary()
+
+
 rule all:
     input:
         final_outputs(),

@@ -75,6 +75,11 @@ def test_auto_number_of_clusters_is_recorded(tmp_path, graph_file):
     )
     assert adata.uns["scdsec"]["n_clusters_estimated"] is True
     assert adata.obs["scdsec"].cat.categories.size == adata.uns["scdsec"]["n_clusters"] >= 2
+    # the estimate and its range (Leiden at half and twice the resolution) go with the result
+    estimate = ad.read_h5ad(tmp_path / "auto" / "scdsec.h5ad").uns["scdsec"]["n_clusters_estimate"]
+    assert estimate["resolution"] == 0.5 and estimate["half_resolution"] == 0.25
+    assert estimate["twice_resolution"] == 1.0 and estimate["n_at_half"] <= estimate["n_at_twice"]
+    assert estimate["n_clusters"] >= 2
 
 
 @pytest.fixture

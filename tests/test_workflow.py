@@ -59,7 +59,8 @@ def demo_run(tmp_path_factory) -> Path:
     its ``config.yaml`` as they found it."""
     workdir = tmp_path_factory.mktemp("demo_run")
     write_config(workdir, DEMO)
-    snakemake(workdir, env=recording_env(workdir / "imports"))
+    proc = snakemake(workdir, env=recording_env(workdir / "imports"))
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
     return workdir
 
 
@@ -412,6 +413,14 @@ def test_demo_runs_whole_and_its_report_embeds_every_figure(demo_run):
     assert len(loss) == 120 and {"zinb", "rec", "graph", "kl", "total"} <= set(loss.columns)
     assert (run_dir / "model" / "model.json").is_file()
 
+    # The end of the run said what happened: the scores table, NMI/ARI, K and its origin, device.
+    console = (demo_run / "console.txt").read_text()
+    assert "Shell command" not in console
+    summary = console.split("Results of this run", 1)[1]
+    assert "demo: results/demo/metrics.tsv" in summary
+    line = next(x for x in summary.splitlines() if x.strip().startswith("scdsec "))
+    assert re.search(r"NMI \d\.\d{3}  ARI \d\.\d{3}  K 3, given  on cpu$", line), line
+
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text()
     shown = sorted((demo_run / "results").rglob("*.png")) + [demo_run / "results/demo/metrics.tsv"]
@@ -522,6 +531,15 @@ case "$*" in
   *) echo '{}' ;;
 esac
 """
+
+
+def test_jobs_print_no_empty_shell_command(tmp_path):
+    """No rule runs a shell command, so the default profile does not print them: Snakemake
+    would print `Shell command: None` under every job."""
+    write_config(tmp_path, TINY)
+    proc = snakemake(tmp_path, "-n", "--forceall")
+    assert "rule train:" in proc.stdout + proc.stderr
+    assert "Shell command" not in proc.stdout + proc.stderr
 
 
 def _dry_run_job(text: str, rule: str) -> dict[str, str]:

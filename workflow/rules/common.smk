@@ -492,3 +492,25 @@ def plot_outputs():
             for name in names
         ]
     return files
+
+
+# ---------------------------------------------------------------- the end of a run
+# The Snakefile's onsuccess handler: what the run made.
+
+def _metrics_tables():
+    """``{dataset: metrics.tsv}`` of each dataset whose evaluation was part of this run."""
+    planned = {str(path) for job in workflow.dag.jobs for path in job.output}
+    tables = {name: f"results/{name}/metrics.tsv" for name in config["datasets"]}
+    return {name: path for name, path in tables.items() if path in planned}
+
+
+def print_run_summary():
+    """Print, after a successful run, each evaluated dataset's scores table with each method's
+    NMI/ARI, K and how it was chosen, and the device it trained on (scdsec.workflow_summary)."""
+    from scdsec.workflow_summary import run_summary
+
+    gpu = workflow.global_resources.get("gpu")
+    gpu = getattr(gpu, "value", gpu)
+    text = run_summary(_metrics_tables(), gpu_requested=bool(gpu))
+    if text:
+        print(text, file=sys.stderr, flush=True)
