@@ -19,8 +19,10 @@ include: "workflow/rules/plot.smk"
 include: "workflow/rules/markers.smk"
 
 
+# `download` needs the internet: on a cluster it runs on the submit node, never as a job.
 localrules:
     all,
+    download,
     benchmark,
     ablation,
     sensitivity,

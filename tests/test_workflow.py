@@ -542,6 +542,22 @@ def test_jobs_print_no_empty_shell_command(tmp_path):
     assert "Shell command" not in proc.stdout + proc.stderr
 
 
+def test_download_runs_where_the_workflow_runs_never_as_a_cluster_job(tmp_path):
+    """`download` needs the internet, which cluster nodes often lack: a local rule."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    write_config(tmp_path, TINY)
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            snakefile=ROOT / "Snakefile",
+            workdir=tmp_path,
+        )._workflow
+        assert "download" in workflow._localrules
+        assert "train" not in workflow._localrules and "qc" not in workflow._localrules
+
+
 def _dry_run_job(text: str, rule: str) -> dict[str, str]:
     """``threads`` and ``resources`` of the first job of ``rule`` in a dry run's output."""
     lines = text.split(f"\nrule {rule}:\n", 1)[1].splitlines()
