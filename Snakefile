@@ -32,6 +32,10 @@ onsuccess:
     print_run_summary()
 
 
+onerror:
+    print_how_to_resume(log)
+
+
 rule all:
     input:
         final_outputs(),

@@ -93,6 +93,22 @@ def package_logger():
     logger.handlers[:], logger.level, logger.propagate = saved
 
 
+def test_ctrl_c_ends_a_step_in_one_line_saying_what_the_same_command_does(
+    tmp_path, package_logger, capsys
+):
+    log = tmp_path / "train.log"
+    resume = "the same snakemake command resumes training from the last checkpoint in ck/"
+    with pytest.raises(SystemExit) as end, step_log(log, resume=resume):
+        raise KeyboardInterrupt
+    assert end.value.code == 130
+    assert "Traceback" not in log.read_text()
+    assert log.read_text().strip().splitlines()[-1].endswith(f"interrupted; {resume}")
+    assert capsys.readouterr().err.strip() == f"interrupted; {resume} (log: {log})"
+    with pytest.raises(SystemExit), step_log(log):  # a step without checkpoints
+        raise KeyboardInterrupt
+    assert "interrupted; the same snakemake command runs this step again" in capsys.readouterr().err
+
+
 def test_a_failed_step_ends_its_log_and_the_console_with_its_cause_in_one_line(
     tmp_path, package_logger, capsys
 ):

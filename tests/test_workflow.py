@@ -486,6 +486,49 @@ def test_a_forced_rerun_killed_part_way_resumes_and_ends_with_the_first_runs_clu
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_a_run_says_in_one_line_that_the_same_command_resumes(demo_run):
+    """Ctrl-C (SIGINT to the terminal's process group) during training: no traceback; the
+    train step's log and the console say in one line that the same command resumes, and it
+    does."""
+    import os
+    import signal
+    import time
+
+    run_dir = run_folder(demo_run)
+    target = str(run_dir.relative_to(demo_run) / "clusters.tsv")
+    checkpoint = demo_run / f"results/checkpoints/demo.scdsec.{run_dir.parent.name}.seed0/seed0.pt"
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(demo_run), "--cores", "2"]
+    cmd += [target, "--forcerun", "train"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=demo_run,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpoint.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGINT)
+    console = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert "Traceback" not in console and "KeyboardInterrupt" not in console
+    said = (
+        "interrupted; the same snakemake command resumes training from the last checkpoint in "
+        f"results/checkpoints/demo.scdsec.{run_dir.parent.name}.seed0"
+    )
+    assert said in console  # the train step's line
+    assert "Interrupted: the same snakemake command resumes" in console  # Snakemake's end
+    log = demo_run / f"logs/demo/scdsec/{run_dir.parent.name}/seed0/train.log"
+    assert log.read_text().strip().splitlines()[-1].endswith(said)
+    snakemake(demo_run, target)
+    assert "resuming from" in log.read_text()
+
+
+@pytest.mark.slow
 def test_every_bad_input_stops_its_dataset_in_one_line_and_loses_nothing(tmp_path):
     """The kinds of tests/bad_inputs.py plus a checksum mismatch, all in one keep-going run."""
     from bad_inputs import digest, write_bad_inputs

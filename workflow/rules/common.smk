@@ -495,7 +495,11 @@ def plot_outputs():
 
 
 # ---------------------------------------------------------------- the end of a run
-# The Snakefile's onsuccess handler: what the run made.
+# The Snakefile's onsuccess and onerror handlers: what the run made, or how to go on.
+
+#: Snakemake's own line when the user stops a run (Ctrl-C), in its log file.
+INTERRUPTED = "Terminating processes on user request"
+
 
 def _metrics_tables():
     """``{dataset: metrics.tsv}`` of each dataset whose evaluation was part of this run."""
@@ -514,3 +518,21 @@ def print_run_summary():
     text = run_summary(_metrics_tables(), gpu_requested=bool(gpu))
     if text:
         print(text, file=sys.stderr, flush=True)
+
+
+def print_how_to_resume(log):
+    """After a run stopped by Ctrl-C (Snakemake's line in its log files ``log``, a list in
+    Snakemake 9, a path before): one line that says the same command resumes."""
+    interrupted = False
+    for path in [log] if isinstance(log, str | Path) else log or []:
+        try:
+            interrupted |= INTERRUPTED in Path(path).read_text(errors="replace")
+        except OSError:
+            pass
+    if interrupted:
+        print(
+            "Interrupted: the same snakemake command resumes (finished steps are kept; a "
+            "training goes on from its last checkpoint in results/checkpoints/)",
+            file=sys.stderr,
+            flush=True,
+        )
