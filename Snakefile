@@ -41,4 +41,5 @@ rule all:
         final_outputs(),
         evaluation_outputs(),
         plot_outputs(),
+        experiment_figures_for_report,
     default_target: True

@@ -380,6 +380,39 @@ def write_table(table: pd.DataFrame, output: PathLike) -> None:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
 
 
+#: The look of :func:`write_html_table`'s pages (self-contained: no script, no external file).
+_TABLE_STYLE = (
+    "body{font-family:sans-serif;font-size:13px;margin:8px}"
+    "table{border-collapse:collapse}"
+    "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
+    "th{background:#eee;position:sticky;top:0}"
+    "tr:nth-child(even) td{background:#f7f7f7}"
+)
+
+
+def write_html_table(table: pd.DataFrame, output: PathLike, *, title: str) -> None:
+    """Write ``table`` as a self-contained HTML page (atomically), for the Snakemake report,
+    which shows HTML in place where it offers a TSV only as a download.
+
+    Numbers are shown to 4 significant digits, NaN as an empty cell; text is escaped. The
+    TSV beside it stays the table to read with a program.
+    """
+    import html
+
+    from .pipeline import atomic_path
+
+    body = table.to_html(
+        index=False, na_rep="", float_format=lambda x: f"{x:.4g}", border=0, escape=True
+    )
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_TABLE_STYLE}</style></head>\n"
+        f"<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n"
+    )
+    with atomic_path(output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+
+
 def read_table(path: PathLike) -> pd.DataFrame:
     """Read a TSV written by :func:`write_table` (``note`` kept as text)."""
     table = pd.read_csv(path, sep="\t", na_values=["NaN"], keep_default_na=False)
@@ -398,12 +431,14 @@ def evaluate_step(
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
     label_key: str | None = None,
+    html: PathLike | None = None,
 ) -> pd.DataFrame:
     """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``.
 
     The entry point of ``workflow/scripts/evaluate.py``; the arguments are those of
-    :func:`evaluate_dataset`, ``output`` the TSV written (:func:`write_table`). Raises what
-    :func:`evaluate_dataset` raises.
+    :func:`evaluate_dataset`, ``output`` the TSV written (:func:`write_table`) and ``html``
+    the same table as a page for the report (:func:`write_html_table`; None: none). Raises
+    what :func:`evaluate_dataset` raises.
     """
     table = evaluate_dataset(
         dataset,
@@ -414,6 +449,8 @@ def evaluate_step(
         label_key=label_key,
     )
     write_table(table, output)
+    if html is not None:
+        write_html_table(table, html, title=f"Scores of every method and seed on {dataset}")
     return table
 
 

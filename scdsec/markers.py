@@ -237,9 +237,17 @@ def plot_marker_dotplot(
 
 
 def markers_step(
-    h5ad: PathLike, output: PathLike, *, key: str = "scdsec", n_genes: int = 10
+    h5ad: PathLike,
+    output: PathLike,
+    *,
+    key: str = "scdsec",
+    n_genes: int = 10,
+    html: PathLike | None = None,
+    title: str = "Marker genes",
 ) -> pd.DataFrame:
-    """A run's ``scdsec.h5ad`` → :func:`rank_markers` → ``markers.tsv`` (written atomically)."""
+    """A run's ``scdsec.h5ad`` → :func:`rank_markers` → ``markers.tsv`` (written atomically),
+    and the same table as a page for the report at ``html`` (headed ``title``;
+    :func:`scdsec.evaluate.write_html_table`) unless it is None."""
     import anndata as ad
 
     from .pipeline import atomic_path
@@ -247,6 +255,10 @@ def markers_step(
     table = rank_markers(ad.read_h5ad(h5ad), key=key, n_genes=n_genes)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+    if html is not None:
+        from .evaluate import write_html_table
+
+        write_html_table(table, html, title=title)
     logger.info(
         "markers: %d clusters, %d rows → %s", table["cluster"].nunique(), len(table), output
     )

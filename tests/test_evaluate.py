@@ -417,6 +417,50 @@ def test_how_k_was_chosen_and_the_training_device_reach_the_metrics(tmp_path):
     assert again.loc["leiden", "device"] == ""  # no training: no device
 
 
+def test_the_metrics_table_is_also_written_as_an_html_page(tmp_path):
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    runs = _k_runs(tmp_path, truth, pca, cells)
+    evaluate.evaluate_step(
+        tmp_path / "graph.h5ad",
+        tmp_path / "metrics.tsv",
+        dataset="toy<1>",
+        runs=runs,
+        html=tmp_path / "metrics.html",
+    )
+    page = (tmp_path / "metrics.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "toy&lt;1&gt;" in page  # escaped
+    cells = _html_cells(page)
+    assert cells["th"] == evaluate.METRIC_COLUMNS
+    assert len(cells["td"]) == 3 * len(evaluate.METRIC_COLUMNS)  # one row per run
+    methods = cells["td"][evaluate.METRIC_COLUMNS.index("method") :: len(evaluate.METRIC_COLUMNS)]
+    assert methods == ["scdsec", "leiden_k", "leiden"]
+
+
+def _html_cells(page: str) -> dict[str, list[str]]:
+    """The text of every header (th) and data (td) cell of an HTML page, in order."""
+    from html.parser import HTMLParser
+
+    cells: dict[str, list[str]] = {"th": [], "td": []}
+
+    class Cells(HTMLParser):
+        tag = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag in cells:
+                self.tag = tag
+                cells[tag].append("")
+
+        def handle_endtag(self, tag):
+            self.tag = None
+
+        def handle_data(self, data):
+            if self.tag:
+                cells[self.tag][-1] += data.strip()
+
+    Cells().feed(page)
+    return cells
+
+
 def test_the_run_summary_gives_scores_k_and_device_per_dataset(tmp_path):
     from scdsec.workflow_summary import run_summary
 

@@ -421,16 +421,22 @@ def test_demo_runs_whole_and_its_report_embeds_every_figure(demo_run):
     line = next(x for x in summary.splitlines() if x.strip().startswith("scdsec "))
     assert re.search(r"NMI \d\.\d{3}  ARI \d\.\d{3}  K 3, given  on cpu$", line), line
 
+    # A plain --report shows the tables in the page (as HTML) and the benchmark, which ran
+    # as its own target, beside the default target's figures.
+    snakemake(demo_run, "benchmark")
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text()
-    shown = sorted((demo_run / "results").rglob("*.png")) + [demo_run / "results/demo/metrics.tsv"]
-    assert len(shown) == 5, shown  # loss, embeddings, confusion, markers dot plot; metrics
+    shown = sorted((demo_run / "results").rglob("*.png"))
+    shown += [demo_run / "results/demo/metrics.html", run_dir / "markers.html"]
+    # loss, embeddings, confusion, markers dot plot, benchmark; metrics and markers tables
+    assert len(shown) == 7 and demo_run / "results/benchmark/benchmark.png" in shown, shown
     for path in shown:  # each file's content is in the page (base64), not only its name
         if path.suffix == ".png":
             assert mpimg.imread(path).shape[0] > 100  # a real image
         encoded = base64.b64encode(path.read_bytes()).decode()
         assert encoded[:2000] in html, f"{path.name} is not embedded in report.html"
     assert "Hungarian" in html  # a caption
+    assert "<td>scdsec</td>" in (demo_run / "results/demo/metrics.html").read_text()
 
     # Another K trains into another folder; back at K = 10 nothing is left to do.
     write_config(demo_run, {**DEMO, "graph": {**DEMO["graph"], "n_neighbors": 5}})

@@ -494,6 +494,24 @@ def plot_outputs():
     return files
 
 
+#: The experiments' figures (their own targets: `snakemake benchmark`, …).
+EXPERIMENT_FIGURES = [
+    "results/benchmark/benchmark.png",
+    "results/ablation/ablation.png",
+    "results/sensitivity/sensitivity.png",
+    "results/scalability/scalability.png",
+]
+
+
+def experiment_figures_for_report(wildcards):
+    """Part of `all` outside a run only (`--report`, `--dag`, …: no executor is set): the
+    experiments' figures that exist, so that a plain `snakemake --report report.html` shows
+    them, while `snakemake` itself never reruns an experiment it was not asked for."""
+    if workflow.executor_plugin is not None:
+        return []
+    return [path for path in EXPERIMENT_FIGURES if Path(path).exists()]
+
+
 # ---------------------------------------------------------------- the end of a run
 # The Snakefile's onsuccess and onerror handlers: what the run made, or how to go on.
 
