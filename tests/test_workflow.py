@@ -708,3 +708,38 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
     assert "cells are the table's rows" in rows_log and "400 cells × 200 genes" in rows_log
     partly = ad.read_h5ad(tmp_path / "resources/partly/counts.h5ad")
     assert partly.obs["label"].isna().sum() == 89
+
+
+@pytest.mark.slow
+def test_a_run_of_a_users_case_ends_with_its_scores_k_and_device(tmp_path, shared_cases):
+    """Case 04 (labels partly missing) with `n_clusters: auto` and `--resources gpu=1`: the
+    end of the run names the scores table, gives NMI/ARI, the K and its range under auto,
+    and the device — the CPU pointed out where a GPU was asked for and torch saw none."""
+    import torch
+
+    source = shared_cases / "04-labels-partly-missing/partly_annotated.h5ad"
+    config = {
+        **DEMO,
+        "run": ["partly"],
+        "datasets": {
+            "partly": {"source": str(source), "labels": "cell_type", "n_clusters": "auto"}
+        },
+        "methods": ["scdsec", "leiden"],
+        "train": {"pretrain_epochs": 20, "epochs": 10},
+    }
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "results/partly/metrics.tsv", "--resources", "gpu=1")
+    console = proc.stdout + proc.stderr
+    assert "Shell command" not in console
+    summary = console.split("Results of this run", 1)[1]
+    assert "partly: results/partly/metrics.tsv" in summary
+    lines = {x.split()[0]: x for x in summary.splitlines()[2:4]}
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert re.search(
+        r"NMI \d\.\d{3}  ARI \d\.\d{3}  K \d+, auto: \d+ \(Leiden at resolution 0\.5; "
+        rf"\d+ at 0\.25, \d+ at 1\)  on {device}$",
+        lines["scdsec"],
+    ), lines["scdsec"]
+    assert re.search(r"NMI \d\.\d{3}  ARI \d\.\d{3}  K \d+, found$", lines["leiden"])
+    on_cpu = "A GPU was asked for (--resources gpu=…), but these trainings ran on the CPU"
+    assert (on_cpu in summary) == (device == "cpu")
