@@ -130,4 +130,5 @@ def run_summary(tables: Mapping[str, PathLike], *, gpu_requested: bool = False) 
             "A GPU was asked for (--resources gpu=…), but these trainings ran on the CPU: "
             f"{', '.join(dict.fromkeys(on_cpu))} — torch saw no CUDA device on this machine."
         )
+    text.append("Every figure and table in one page: snakemake --report report.html")
     return "\n".join(text)

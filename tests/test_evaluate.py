@@ -481,5 +481,6 @@ def test_the_run_summary_gives_scores_k_and_device_per_dataset(tmp_path):
     assert "(no true labels" in bare.splitlines()[0] and "NMI" not in bare.split("\n", 1)[1]
     assert "ran on the CPU: toy scdsec, bare scdsec" in text  # asked for a GPU, got none
     assert "gone" not in text
+    assert text.endswith("snakemake --report report.html")
     assert "CPU" not in run_summary(tables)  # no GPU asked for: nothing to point out
     assert run_summary({"gone": tmp_path / "x"}) == ""
