@@ -19,11 +19,21 @@ include: "workflow/rules/plot.smk"
 include: "workflow/rules/markers.smk"
 
 
+# `download` needs the internet: on a cluster it runs on the submit node, never as a job.
 localrules:
     all,
+    download,
     benchmark,
     ablation,
     sensitivity,
+
+
+onsuccess:
+    print_run_summary()
+
+
+onerror:
+    print_how_to_resume(log)
 
 
 rule all:
@@ -31,4 +41,5 @@ rule all:
         final_outputs(),
         evaluation_outputs(),
         plot_outputs(),
+        experiment_figures_for_report,
     default_target: True

@@ -408,8 +408,9 @@ def baseline_step(
     ``obsm['X_' + method]`` (the embedding clustered), ``X`` the log-normalised expression
     (standard-pipeline methods), and ``uns[method]`` with ``status`` (``ok`` or ``missing``),
     ``reason``, the parameters and the seed. ``n_clusters='auto'`` uses
-    :func:`scdsec.clustering.estimate_n_clusters` on ``graph`` (the workflow's kNN graph),
-    with the same seed as scDSEC, so both get the same estimate.
+    :func:`scdsec.clustering.n_clusters_estimate` on ``graph`` (the workflow's kNN graph),
+    with the same seed as scDSEC, so both get the same estimate (recorded, with its range, in
+    ``uns[method]['n_clusters_estimate']``).
     """
     from pathlib import Path
 
@@ -418,14 +419,15 @@ def baseline_step(
     out = Path(out_dir)
     counts = ad.read_h5ad(input)
     k: int | None = None
-    estimated = False
+    estimate: dict | None = None
     if method in ("leiden_k", "kmeans_pca", "scvi_kmeans"):
         if n_clusters == "auto":
-            from .clustering import estimate_n_clusters
+            from .clustering import n_clusters_estimate
 
             if graph is None:
                 raise ValueError(f"{method} with n_clusters=auto needs the kNN graph file")
-            k, estimated = estimate_n_clusters(ad.read_h5ad(graph), seed=seed), True
+            estimate = n_clusters_estimate(ad.read_h5ad(graph), seed=seed)
+            k = estimate["n_clusters"]
         else:
             k = int(n_clusters)
             check_cells(counts, input, n_clusters=k)
@@ -435,8 +437,10 @@ def baseline_step(
         **result.info,
         "status": result.status,
         "reason": result.reason,
-        "n_clusters_estimated": estimated,
+        "n_clusters_estimated": estimate is not None,
     }
+    if estimate is not None:
+        uns["n_clusters_estimate"] = estimate
     if result.labels is None:
         compact = ad.AnnData(obs=counts.obs.copy())
         cells = pd.DataFrame({"cell": [], "cluster": []})

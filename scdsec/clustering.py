@@ -42,7 +42,8 @@ def estimate_n_clusters(
     The number of Leiden communities (Traag et al. 2019, igraph's implementation) of the
     workflow's kNN graph (``obsp['knn']``, 50 neighbours by default) at ``resolution``
     (default 0.5), at least 2. The counts at half and twice the resolution are logged beside
-    it as a warning, to show how much K depends on the granularity asked for.
+    it as a warning, to show how much K depends on the granularity asked for
+    (:func:`n_clusters_estimate` returns them).
 
     How far it is from the annotated K, and why no rule of this kind gets within 20% of it on
     every dataset: ``docs/method.md`` §7 (on the seven labelled datasets of ``../shared/data``
@@ -61,6 +62,25 @@ def estimate_n_clusters(
     Returns
     -------
     K, at least 2.
+
+    Raises
+    ------
+    ValueError
+        ``obsp['knn']`` is missing.
+    """
+    return n_clusters_estimate(adata, resolution=resolution, seed=seed)["n_clusters"]
+
+
+def n_clusters_estimate(
+    adata: ad.AnnData, *, resolution: float = AUTO_RESOLUTION, seed: int = 0
+) -> dict[str, float | int]:
+    """:func:`estimate_n_clusters` with the range it is read from, for records and summaries.
+
+    Returns
+    -------
+    ``{"n_clusters": K, "resolution": r, "half_resolution": r / 2, "n_at_half": …,
+    "twice_resolution": 2 r, "n_at_twice": …}``: K (at least 2) and the Leiden community
+    counts at half and twice the resolution (the range K depends on). Logged as a warning.
 
     Raises
     ------
@@ -89,4 +109,11 @@ def estimate_n_clusters(
         found[resolution / 2],
         found[2 * resolution],
     )
-    return k
+    return {
+        "n_clusters": k,
+        "resolution": float(resolution),
+        "half_resolution": resolution / 2,
+        "n_at_half": found[resolution / 2],
+        "twice_resolution": 2 * resolution,
+        "n_at_twice": found[2 * resolution],
+    }

@@ -3,7 +3,8 @@
 * :func:`evaluate_dataset`: one row per method and seed (``results/{dataset}/metrics.tsv``,
   columns :data:`METRIC_COLUMNS`): NMI, ARI, ACC, AMI against the true labels (on the labelled
   cells only, :func:`scdsec.metrics.score_labelled`; ``n_unlabelled`` counts the cells left
-  out), the number of clusters found, the silhouette of the labels in the common PCA space
+  out), the number of clusters found and how K was chosen (``n_clusters_from``), the device
+  the method trained on, the silhouette of the labels in the common PCA space
   (``silhouette_pca``, comparable across methods) and in the method's own embedding
   (``silhouette_own``: how compact the method's clusters are in its own space, which every
   clustering objective makes high, so it compares a method with itself only), k-means in
@@ -48,6 +49,7 @@ METRIC_COLUMNS = [
     "labels",  # true | none (no true labels: label-free measures only)
     "n_clusters",  # clusters found
     "n_clusters_given",  # the K the method was given (NaN for methods that find their own)
+    "n_clusters_from",  # given | found | auto: <K> (Leiden at resolution <r>; <a> at <r/2>, …)
     *LABEL_MEASURES,  # on the labelled cells only (scdsec.metrics.score_labelled)
     "n_unlabelled",  # cells without a true label, left out of the label measures
     "silhouette_pca",  # of the method's labels in the common PCA space: compares methods
@@ -62,6 +64,7 @@ METRIC_COLUMNS = [
     "preprocess_seconds",  # the steps that made its input beyond QC (normalize + graph)
     "preprocess_max_rss_mb",
     "gpu_max_memory_mb",  # torch.cuda.max_memory_allocated() when trained on a GPU
+    "device",  # where the method trained (cpu, cuda:0, …); empty for methods without training
 ]
 MISSING = "—"
 
@@ -76,6 +79,27 @@ class MethodResult:
     note: str = ""
     n_clusters_given: float = math.nan
     gpu_max_memory_mb: float = math.nan
+    n_clusters_from: str = ""
+    device: str = ""
+
+
+def n_clusters_origin(record: Mapping[str, Any], given: float) -> str:
+    """How a method's K was chosen, from its ``uns`` record: ``given``, ``found`` (a method
+    that finds its own number, e.g. Leiden at resolution 1) or, under ``n_clusters: auto``,
+    ``auto: <K> (Leiden at resolution <r>; <a> at <r/2>, <b> at <2r>)`` — the estimate
+    (:func:`scdsec.clustering.n_clusters_estimate`) and the Leiden counts at half and twice
+    its resolution, the range K depends on."""
+    estimate = record.get("n_clusters_estimate")
+    if isinstance(estimate, Mapping) and "n_clusters" in estimate:
+        return (
+            f"auto: {int(estimate['n_clusters'])} (Leiden at resolution "
+            f"{float(estimate['resolution']):g}; {int(estimate['n_at_half'])} at "
+            f"{float(estimate['half_resolution']):g}, {int(estimate['n_at_twice'])} at "
+            f"{float(estimate['twice_resolution']):g})"
+        )
+    if bool(record.get("n_clusters_estimated", False)):
+        return "auto"
+    return "found" if math.isnan(given) else "given"
 
 
 def read_result(path: PathLike, key: str) -> MethodResult:
@@ -93,14 +117,18 @@ def read_result(path: PathLike, key: str) -> MethodResult:
             status, note = "missing", f"no obs[{key!r}] in {path}"
         return MethodResult(None, None, status, note)
     embedding = adata.obsm.get(f"X_{key}")
-    given = record.get("n_clusters_given", record.get("n_clusters") if key == "scdsec" else None)
+    given = _number(
+        record.get("n_clusters_given", record.get("n_clusters") if key == "scdsec" else None)
+    )
     return MethodResult(
         labels=pd.Series(np.asarray(adata.obs[key]).astype(str), index=adata.obs_names),
         embedding=None if embedding is None else np.asarray(embedding, dtype=np.float64),
         status=status,
         note=note,
-        n_clusters_given=_number(given),
+        n_clusters_given=given,
         gpu_max_memory_mb=_number(record.get("gpu_max_memory_mb")),
+        n_clusters_from=n_clusters_origin(record, given),
+        device=str(record.get("device", "")),
     )
 
 
@@ -294,6 +322,8 @@ def evaluate_dataset(
             "note": result.note,
             "labels": "true" if truth is not None else "none",
             "n_clusters_given": result.n_clusters_given,
+            "n_clusters_from": result.n_clusters_from,
+            "device": result.device,
             "n_clusters_eval": k_eval if k_eval is not None else math.nan,
             "gpu_max_memory_mb": result.gpu_max_memory_mb,
         }
@@ -360,10 +390,43 @@ def write_table(table: pd.DataFrame, output: PathLike) -> None:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
 
 
+#: The look of :func:`write_html_table`'s pages (self-contained: no script, no external file).
+_TABLE_STYLE = (
+    "body{font-family:sans-serif;font-size:13px;margin:8px}"
+    "table{border-collapse:collapse}"
+    "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}"
+    "th{background:#eee;position:sticky;top:0}"
+    "tr:nth-child(even) td{background:#f7f7f7}"
+)
+
+
+def write_html_table(table: pd.DataFrame, output: PathLike, *, title: str) -> None:
+    """Write ``table`` as a self-contained HTML page (atomically), for the Snakemake report,
+    which shows HTML in place where it offers a TSV only as a download.
+
+    Numbers are shown to 4 significant digits, NaN as an empty cell; text is escaped. The
+    TSV beside it stays the table to read with a program.
+    """
+    import html
+
+    from .pipeline import atomic_path
+
+    body = table.to_html(
+        index=False, na_rep="", float_format=lambda x: f"{x:.4g}", border=0, escape=True
+    )
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_TABLE_STYLE}</style></head>\n"
+        f"<body><h3>{html.escape(title)}</h3>\n{body}\n</body></html>\n"
+    )
+    with atomic_path(output) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+
+
 def read_table(path: PathLike) -> pd.DataFrame:
     """Read a TSV written by :func:`write_table` (``note`` kept as text)."""
     table = pd.read_csv(path, sep="\t", na_values=["NaN"], keep_default_na=False)
-    for column in ("note", "status", "labels"):
+    for column in ("note", "status", "labels", "n_clusters_from", "device"):
         if column in table:
             table[column] = table[column].fillna("").astype(str)
     return table
@@ -378,12 +441,14 @@ def evaluate_step(
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
     label_key: str | None = None,
+    html: PathLike | None = None,
 ) -> pd.DataFrame:
     """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``.
 
     The entry point of ``workflow/scripts/evaluate.py``; the arguments are those of
-    :func:`evaluate_dataset`, ``output`` the TSV written (:func:`write_table`). Raises what
-    :func:`evaluate_dataset` raises.
+    :func:`evaluate_dataset`, ``output`` the TSV written (:func:`write_table`) and ``html``
+    the same table as a page for the report (:func:`write_html_table`; None: none). Raises
+    what :func:`evaluate_dataset` raises.
     """
     table = evaluate_dataset(
         dataset,
@@ -394,6 +459,8 @@ def evaluate_step(
         label_key=label_key,
     )
     write_table(table, output)
+    if html is not None:
+        write_html_table(table, html, title=f"Scores of every method and seed on {dataset}")
     return table
 
 

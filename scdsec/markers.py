@@ -151,32 +151,59 @@ def marker_dotplot_figure(
     layer: str | None = None,
     context: str | None = None,
 ) -> Figure:
-    """The dot plot of :func:`plot_marker_dotplot`, as a figure (made with pyplot: close it)."""
+    """The dot plot of :func:`plot_marker_dotplot`, as a figure (made with pyplot: close it).
+
+    Every cluster of ``obs[key]`` is a row. Each gets its ``n_genes`` best-ranked markers
+    not already shown under an earlier cluster (so lower-ranked ones of the table stand in
+    for genes shared with an earlier cluster); a cluster left without a column of its own —
+    not tested (one cell), or every marker of the table shown elsewhere — is named under
+    the title and in a warning of the log, never left out silently.
+    """
     import scanpy as sc
 
     work = _grouped(adata, key, layer)
-    top = markers[markers["rank"] <= n_genes]
+    ranked = markers.assign(cluster=markers["cluster"].astype(str)).sort_values(
+        ["cluster", "rank"], kind="stable"
+    )
     var_names: dict[str, list[str]] = {}
     used: set[str] = set()
-    for cluster in sorted(top["cluster"].astype(str).unique(), key=natural_key):
-        genes = [g for g in top.loc[top["cluster"].astype(str) == cluster, "gene"] if g not in used]
-        genes = [g for g in genes if g in work.var_names]
+    untested: list[str] = []
+    shared: list[str] = []
+    for cluster in work.obs[key].cat.categories:
+        own = ranked.loc[ranked["cluster"] == cluster, "gene"].astype(str)
+        genes = [g for g in dict.fromkeys(own) if g not in used and g in work.var_names]
+        genes = genes[:n_genes]
         used.update(genes)
         if genes:
             var_names[cluster] = genes
+        elif own.empty:
+            untested.append(cluster)
+        else:
+            shared.append(cluster)
+    left_out = []
+    if untested:
+        sizes = work.obs[key].value_counts()
+        cells = ", ".join(f"{c} ({sizes[c]} cell{'' if sizes[c] == 1 else 's'})" for c in untested)
+        left_out.append(f"cluster {cells}: no markers (too few cells to test)")
+    if shared:
+        left_out.append(f"cluster {', '.join(shared)}: markers all shown under other clusters")
+    if left_out:
+        logger.warning("marker dot plot: %s", "; ".join(left_out))
     heading = "Marker genes of the clusters" + (f"\n{context}" if context else "")
     if not var_names:
         fig = _new_figure(6, 3)
         _note(fig.subplots(), "no marker genes: fewer than two clusters with two or more cells")
         fig.suptitle(heading)
         return fig
+    below = "".join(f"\n{line}" for line in left_out)
     plot = sc.pl.dotplot(
         work,
         var_names,
         groupby=key,
         use_raw=False,
         standard_scale="var",
-        title=f"{heading}\ntop {n_genes} per cluster (Wilcoxon vs all other cells), each gene once",
+        title=f"{heading}\ntop {n_genes} per cluster (Wilcoxon vs all other cells), each gene "
+        f"once{below}",
         colorbar_title="mean expression\nscaled per gene",
         size_title="fraction of cells\nexpressing (%)",
         show=False,
@@ -237,9 +264,17 @@ def plot_marker_dotplot(
 
 
 def markers_step(
-    h5ad: PathLike, output: PathLike, *, key: str = "scdsec", n_genes: int = 10
+    h5ad: PathLike,
+    output: PathLike,
+    *,
+    key: str = "scdsec",
+    n_genes: int = 10,
+    html: PathLike | None = None,
+    title: str = "Marker genes",
 ) -> pd.DataFrame:
-    """A run's ``scdsec.h5ad`` → :func:`rank_markers` → ``markers.tsv`` (written atomically)."""
+    """A run's ``scdsec.h5ad`` → :func:`rank_markers` → ``markers.tsv`` (written atomically),
+    and the same table as a page for the report at ``html`` (headed ``title``;
+    :func:`scdsec.evaluate.write_html_table`) unless it is None."""
     import anndata as ad
 
     from .pipeline import atomic_path
@@ -247,6 +282,10 @@ def markers_step(
     table = rank_markers(ad.read_h5ad(h5ad), key=key, n_genes=n_genes)
     with atomic_path(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False)
+    if html is not None:
+        from .evaluate import write_html_table
+
+        write_html_table(table, html, title=title)
     logger.info(
         "markers: %d clusters, %d rows → %s", table["cluster"].nunique(), len(table), output
     )

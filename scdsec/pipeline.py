@@ -89,7 +89,9 @@ def record(adata: ad.AnnData, step: str, params: Mapping) -> None:
 
 
 @contextlib.contextmanager
-def step_log(log_file: PathLike | None, threads: int | None = None) -> Iterator[None]:
+def step_log(
+    log_file: PathLike | None, threads: int | None = None, *, resume: str | None = None
+) -> Iterator[None]:
     """Route the package's log lines and Python warnings to ``log_file`` for one step, whose
     thread pools are kept to ``threads`` (the rule's; :func:`scdsec.settings.limit_threads`).
 
@@ -98,6 +100,10 @@ def step_log(log_file: PathLike | None, threads: int | None = None) -> Iterator[
     input (:class:`scdsec.InputError`, whose message names the dataset or file and the setting
     to change) as that message, without a traceback; any other error after its traceback in
     the log, as ``step failed: <type>: <message>``.
+
+    An interruption (Ctrl-C: ``KeyboardInterrupt``) ends the log and the console with one
+    line, ``interrupted; <resume>``, and exit status 130, without a traceback; ``resume`` says
+    what running the same command again does (default: the step runs again).
     """
     from .settings import configure_logging, limit_threads
 
@@ -113,6 +119,11 @@ def step_log(log_file: PathLike | None, threads: int | None = None) -> Iterator[
         warnings.simplefilter("default")
         try:
             yield
+        except KeyboardInterrupt:
+            line = f"interrupted; {resume or 'the same snakemake command runs this step again'}"
+            logger.warning("%s", line)
+            print(f"{line} (log: {log_file})", file=console, flush=True)
+            raise SystemExit(130) from None
         except Exception as err:
             cause = " ".join(str(err).split())
             if not isinstance(err, InputError):

@@ -238,6 +238,9 @@ def test_auto_number_of_clusters_is_the_models_estimate(counts, tmp_path):
     record = ad.read_h5ad(tmp_path / "out" / "kmeans_pca.h5ad").uns["kmeans_pca"]
     assert record["n_clusters_estimated"] is True
     assert record["n_clusters_given"] == record["n_clusters"] == estimate_n_clusters(graph, seed=3)
+    estimate = dict(record["n_clusters_estimate"])  # with its range, for the run's summary
+    assert estimate["n_clusters"] == record["n_clusters"] and estimate["resolution"] == 0.5
+    assert {"n_at_half", "n_at_twice", "half_resolution", "twice_resolution"} <= set(estimate)
 
 
 def test_the_estimated_k_is_warned_about_with_the_counts_at_half_and_twice_the_resolution(

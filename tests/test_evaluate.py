@@ -377,3 +377,122 @@ def test_gpu_peak_memory_reaches_the_metrics(tmp_path, small_counts):
     train_step(tmp_path / "graph.h5ad", tmp_path / "run", n_clusters=4, params=params, seed=0)
     result = evaluate.read_result(tmp_path / "run" / "scdsec.h5ad", "scdsec")
     assert result.gpu_max_memory_mb > 0 and result.n_clusters_given == 4
+
+
+ESTIMATE = {
+    "n_clusters": 3,
+    "resolution": 0.5,
+    "half_resolution": 0.25,
+    "n_at_half": 2,
+    "twice_resolution": 1.0,
+    "n_at_twice": 6,
+}
+
+
+def _k_runs(tmp_path, truth, pca, cells):
+    """scdsec trained on the CPU with K from `auto`, leiden_k given K, leiden finding its own."""
+    labels = pd.factorize(truth)[0]
+    records = {
+        "scdsec": {
+            "n_clusters": 3,
+            "n_clusters_given": 3,
+            "n_clusters_estimated": True,
+            "n_clusters_estimate": ESTIMATE,
+            "device": "cpu",
+        },
+        "leiden_k": {"status": "ok", "n_clusters_given": 3},
+        "leiden": {"status": "ok"},
+    }
+    return [
+        {
+            "method": method,
+            "seed": 0,
+            "key": method,
+            "h5ad": _result(tmp_path / f"{method}.h5ad", method, cells, labels, pca, uns=uns),
+        }
+        for method, uns in records.items()
+    ]
+
+
+def test_how_k_was_chosen_and_the_training_device_reach_the_metrics(tmp_path):
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    runs = _k_runs(tmp_path, truth, pca, cells)
+    table = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", n_clusters="auto")
+    evaluate.write_table(table, tmp_path / "metrics.tsv")
+    again = evaluate.read_table(tmp_path / "metrics.tsv").set_index("method")
+    assert again.loc["scdsec", "n_clusters_from"] == (
+        "auto: 3 (Leiden at resolution 0.5; 2 at 0.25, 6 at 1)"
+    )
+    assert again.loc["leiden_k", "n_clusters_from"] == "given"
+    assert again.loc["leiden", "n_clusters_from"] == "found"
+    assert again.loc["scdsec", "device"] == "cpu"
+    assert again.loc["leiden", "device"] == ""  # no training: no device
+
+
+def test_the_metrics_table_is_also_written_as_an_html_page(tmp_path):
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    runs = _k_runs(tmp_path, truth, pca, cells)
+    evaluate.evaluate_step(
+        tmp_path / "graph.h5ad",
+        tmp_path / "metrics.tsv",
+        dataset="toy<1>",
+        runs=runs,
+        html=tmp_path / "metrics.html",
+    )
+    page = (tmp_path / "metrics.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "toy&lt;1&gt;" in page  # escaped
+    cells = _html_cells(page)
+    assert cells["th"] == evaluate.METRIC_COLUMNS
+    assert len(cells["td"]) == 3 * len(evaluate.METRIC_COLUMNS)  # one row per run
+    methods = cells["td"][evaluate.METRIC_COLUMNS.index("method") :: len(evaluate.METRIC_COLUMNS)]
+    assert methods == ["scdsec", "leiden_k", "leiden"]
+
+
+def _html_cells(page: str) -> dict[str, list[str]]:
+    """The text of every header (th) and data (td) cell of an HTML page, in order."""
+    from html.parser import HTMLParser
+
+    cells: dict[str, list[str]] = {"th": [], "td": []}
+
+    class Cells(HTMLParser):
+        tag = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag in cells:
+                self.tag = tag
+                cells[tag].append("")
+
+        def handle_endtag(self, tag):
+            self.tag = None
+
+        def handle_data(self, data):
+            if self.tag:
+                cells[self.tag][-1] += data.strip()
+
+    Cells().feed(page)
+    return cells
+
+
+def test_the_run_summary_gives_scores_k_and_device_per_dataset(tmp_path):
+    from scdsec.workflow_summary import run_summary
+
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    runs = _k_runs(tmp_path, truth, pca, cells)
+    evaluate.evaluate_step(tmp_path / "graph.h5ad", tmp_path / "toy.tsv", dataset="toy", runs=runs)
+    _graph(tmp_path / "bare.h5ad", labels=False)
+    evaluate.evaluate_step(tmp_path / "bare.h5ad", tmp_path / "bare.tsv", dataset="bare", runs=runs)
+    tables = {"toy": tmp_path / "toy.tsv", "bare": tmp_path / "bare.tsv", "gone": tmp_path / "x"}
+    text = run_summary(tables, gpu_requested=True)
+    toy, bare = text.split(f"bare: {tmp_path / 'bare.tsv'}")
+    assert f"toy: {tmp_path / 'toy.tsv'}" in toy
+    scdsec = next(line for line in toy.splitlines() if line.strip().startswith("scdsec"))
+    assert "NMI 1.000" in scdsec and "ARI 1.000" in scdsec
+    assert "K 3, auto: 3 (Leiden at resolution 0.5; 2 at 0.25, 6 at 1)" in scdsec
+    assert scdsec.endswith("on cpu")
+    assert "K 3, given" in toy and "found" in toy
+    assert "(no true labels" in bare.splitlines()[0] and "NMI" not in bare.split("\n", 1)[1]
+    assert "ran on the CPU: toy scdsec, bare scdsec" in text  # asked for a GPU, got none
+    assert "gone" not in text
+    assert text.endswith("snakemake --report report.html")
+    assert "CPU" not in run_summary(tables)  # no GPU asked for: nothing to point out
+    assert run_summary({"gone": tmp_path / "x"}) == ""

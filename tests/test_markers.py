@@ -113,3 +113,48 @@ def test_markers_step_writes_a_table_with_the_gene_names_as_text(planted, tmp_pa
         tmp_path / "scdsec.h5ad", tmp_path / "markers.tsv", tmp_path / "plots" / "dot.png"
     )
     assert (tmp_path / "plots" / "dot.png").stat().st_size > 1000
+
+
+def _figure_text(fig) -> str:
+    texts = [ax.get_title() for ax in fig.axes] + [
+        t.get_text() for ax in fig.axes for t in ax.texts
+    ]
+    return " ".join(texts) + (fig._suptitle.get_text() if fig._suptitle else "")
+
+
+def test_dotplot_names_a_cluster_it_cannot_show_markers_for(planted, caplog):
+    """A cluster of one cell has no markers: the plot's heading and the log name it."""
+    import matplotlib.pyplot as plt
+
+    labels = planted.obs["scdsec"].astype(str).to_numpy().copy()
+    labels[0] = "3"
+    planted.obs["scdsec"] = pd.Categorical(labels)
+    table = mk.rank_markers(planted, n_genes=3)
+    with caplog.at_level(logging.WARNING, logger="scdsec"):
+        fig = mk.marker_dotplot_figure(planted, table, n_genes=2)
+    try:
+        assert "cluster 3 (1 cell): no markers" in _figure_text(fig)
+        assert "cluster 3 (1 cell)" in caplog.text
+    finally:
+        plt.close(fig)
+
+
+def test_dotplot_shows_the_next_markers_of_a_cluster_whose_top_ones_mark_another(planted):
+    """Two clusters whose top markers are the same genes: the second gets its next-ranked
+    genes, so every tested cluster has columns of its own; one with none left is named."""
+    import matplotlib.pyplot as plt
+
+    table = pd.DataFrame(
+        {
+            "cluster": ["0", "0", "1", "1", "1", "2", "2"],
+            "rank": [1, 2, 1, 2, 3, 1, 2],
+            "gene": ["CD3E", "MS4A1", "MS4A1", "CD3E", "GENE5", "CD3E", "MS4A1"],
+        }
+    )
+    fig = mk.marker_dotplot_figure(planted, table, n_genes=2)
+    try:
+        ticks = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels()]
+        assert "GENE5" in ticks  # cluster 1's third marker stands in for the two shown under 0
+        assert "cluster 2: markers all shown under other clusters" in _figure_text(fig)
+    finally:
+        plt.close(fig)

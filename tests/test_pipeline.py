@@ -77,6 +77,11 @@ def test_auto_number_of_clusters_is_recorded(tmp_path, graph_file):
     )
     assert adata.uns["scdsec"]["n_clusters_estimated"] is True
     assert adata.obs["scdsec"].cat.categories.size == adata.uns["scdsec"]["n_clusters"] >= 2
+    # the estimate and its range (Leiden at half and twice the resolution) go with the result
+    estimate = ad.read_h5ad(tmp_path / "auto" / "scdsec.h5ad").uns["scdsec"]["n_clusters_estimate"]
+    assert estimate["resolution"] == 0.5 and estimate["half_resolution"] == 0.25
+    assert estimate["twice_resolution"] == 1.0 and estimate["n_at_half"] <= estimate["n_at_twice"]
+    assert estimate["n_clusters"] >= 2
 
 
 @pytest.fixture
@@ -88,6 +93,22 @@ def package_logger():
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield logger
     logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_ctrl_c_ends_a_step_in_one_line_saying_what_the_same_command_does(
+    tmp_path, package_logger, capsys
+):
+    log = tmp_path / "train.log"
+    resume = "the same snakemake command resumes training from the last checkpoint in ck/"
+    with pytest.raises(SystemExit) as end, step_log(log, resume=resume):
+        raise KeyboardInterrupt
+    assert end.value.code == 130
+    assert "Traceback" not in log.read_text()
+    assert log.read_text().strip().splitlines()[-1].endswith(f"interrupted; {resume}")
+    assert capsys.readouterr().err.strip() == f"interrupted; {resume} (log: {log})"
+    with pytest.raises(SystemExit), step_log(log):  # a step without checkpoints
+        raise KeyboardInterrupt
+    assert "interrupted; the same snakemake command runs this step again" in capsys.readouterr().err
 
 
 def test_a_failed_step_ends_its_log_and_the_console_with_its_cause_in_one_line(

@@ -60,7 +60,8 @@ def demo_run(tmp_path_factory) -> Path:
     its ``config.yaml`` as they found it."""
     workdir = tmp_path_factory.mktemp("demo_run")
     write_config(workdir, DEMO)
-    snakemake(workdir, env=recording_env(workdir / "imports"))
+    proc = snakemake(workdir, env=recording_env(workdir / "imports"))
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
     return workdir
 
 
@@ -561,16 +562,30 @@ def test_demo_runs_whole_and_its_report_embeds_every_figure(demo_run):
     assert len(loss) == 120 and {"zinb", "rec", "graph", "kl", "total"} <= set(loss.columns)
     assert (run_dir / "model" / "model.json").is_file()
 
+    # The end of the run said what happened: the scores table, NMI/ARI, K and its origin, device.
+    console = (demo_run / "console.txt").read_text()
+    assert "Shell command" not in console
+    summary = console.split("Results of this run", 1)[1]
+    assert "demo: results/demo/metrics.tsv" in summary
+    line = next(x for x in summary.splitlines() if x.strip().startswith("scdsec "))
+    assert re.search(r"NMI \d\.\d{3}  ARI \d\.\d{3}  K 3, given  on cpu$", line), line
+
+    # A plain --report shows the tables in the page (as HTML) and the benchmark, which ran
+    # as its own target, beside the default target's figures.
+    snakemake(demo_run, "benchmark")
     snakemake(demo_run, "--report", "report.html")
     html = (demo_run / "report.html").read_text()
-    shown = sorted((demo_run / "results").rglob("*.png")) + [demo_run / "results/demo/metrics.tsv"]
-    assert len(shown) == 5, shown  # loss, embeddings, confusion, markers dot plot; metrics
+    shown = sorted((demo_run / "results").rglob("*.png"))
+    shown += [demo_run / "results/demo/metrics.html", run_dir / "markers.html"]
+    # loss, embeddings, confusion, markers dot plot, benchmark; metrics and markers tables
+    assert len(shown) == 7 and demo_run / "results/benchmark/benchmark.png" in shown, shown
     for path in shown:  # each file's content is in the page (base64), not only its name
         if path.suffix == ".png":
             assert mpimg.imread(path).shape[0] > 100  # a real image
         encoded = base64.b64encode(path.read_bytes()).decode()
         assert encoded[:2000] in html, f"{path.name} is not embedded in report.html"
     assert "Hungarian" in html  # a caption
+    assert "<td>scdsec</td>" in (demo_run / "results/demo/metrics.html").read_text()
 
     # Another K trains into another folder; back at K = 10 nothing is left to do.
     write_config(demo_run, {**DEMO, "graph": {**DEMO["graph"], "n_neighbors": 5}})
@@ -626,6 +641,49 @@ def test_a_forced_rerun_killed_part_way_resumes_and_ends_with_the_first_runs_clu
 
 
 @pytest.mark.slow
+def test_ctrl_c_in_a_run_says_in_one_line_that_the_same_command_resumes(demo_run):
+    """Ctrl-C (SIGINT to the terminal's process group) during training: no traceback; the
+    train step's log and the console say in one line that the same command resumes, and it
+    does."""
+    import os
+    import signal
+    import time
+
+    run_dir = run_folder(demo_run)
+    target = str(run_dir.relative_to(demo_run) / "clusters.tsv")
+    checkpoint = demo_run / f"results/checkpoints/demo.scdsec.{run_dir.parent.name}.seed0/seed0.pt"
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "-d", str(demo_run), "--cores", "2"]
+    cmd += [target, "--forcerun", "train"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=demo_run,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpoint.exists(), "no checkpoint was written"
+    os.killpg(proc.pid, signal.SIGINT)
+    console = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0
+    assert "Traceback" not in console and "KeyboardInterrupt" not in console
+    said = (
+        "interrupted; the same snakemake command resumes training from the last checkpoint in "
+        f"results/checkpoints/demo.scdsec.{run_dir.parent.name}.seed0"
+    )
+    assert said in console  # the train step's line
+    assert "Interrupted: the same snakemake command resumes" in console  # Snakemake's end
+    log = demo_run / f"logs/demo/scdsec/{run_dir.parent.name}/seed0/train.log"
+    assert log.read_text().strip().splitlines()[-1].endswith(said)
+    snakemake(demo_run, target)
+    assert "resuming from" in log.read_text()
+
+
+@pytest.mark.slow
 def test_every_bad_input_stops_its_dataset_in_one_line_and_loses_nothing(tmp_path):
     """The kinds of tests/bad_inputs.py plus a checksum mismatch, all in one keep-going run."""
     from bad_inputs import digest, write_bad_inputs
@@ -671,6 +729,31 @@ case "$*" in
   *) echo '{}' ;;
 esac
 """
+
+
+def test_jobs_print_no_empty_shell_command(tmp_path):
+    """No rule runs a shell command, so the default profile does not print them: Snakemake
+    would print `Shell command: None` under every job."""
+    write_config(tmp_path, TINY)
+    proc = snakemake(tmp_path, "-n", "--forceall")
+    assert "rule train:" in proc.stdout + proc.stderr
+    assert "Shell command" not in proc.stdout + proc.stderr
+
+
+def test_download_runs_where_the_workflow_runs_never_as_a_cluster_job(tmp_path):
+    """`download` needs the internet, which cluster nodes often lack: a local rule."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    write_config(tmp_path, TINY)
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=1),
+            snakefile=ROOT / "Snakefile",
+            workdir=tmp_path,
+        )._workflow
+        assert "download" in workflow._localrules
+        assert "train" not in workflow._localrules and "qc" not in workflow._localrules
 
 
 def _dry_run_job(text: str, rule: str) -> dict[str, str]:
@@ -782,3 +865,38 @@ def test_users_cases_run_through_the_workflow(tmp_path, shared_cases):
     assert "cells are the table's rows" in rows_log and "400 cells × 200 genes" in rows_log
     partly = ad.read_h5ad(tmp_path / "resources/partly/counts.h5ad")
     assert partly.obs["scdsec_true_label"].isna().sum() == 89
+
+
+@pytest.mark.slow
+def test_a_run_of_a_users_case_ends_with_its_scores_k_and_device(tmp_path, shared_cases):
+    """Case 04 (labels partly missing) with `n_clusters: auto` and `--resources gpu=1`: the
+    end of the run names the scores table, gives NMI/ARI, the K and its range under auto,
+    and the device — the CPU pointed out where a GPU was asked for and torch saw none."""
+    import torch
+
+    source = shared_cases / "04-labels-partly-missing/partly_annotated.h5ad"
+    config = {
+        **DEMO,
+        "run": ["partly"],
+        "datasets": {
+            "partly": {"source": str(source), "labels": "cell_type", "n_clusters": "auto"}
+        },
+        "methods": ["scdsec", "leiden"],
+        "train": {"pretrain_epochs": 20, "epochs": 10},
+    }
+    write_config(tmp_path, config)
+    proc = snakemake(tmp_path, "results/partly/metrics.tsv", "--resources", "gpu=1")
+    console = proc.stdout + proc.stderr
+    assert "Shell command" not in console
+    summary = console.split("Results of this run", 1)[1]
+    assert "partly: results/partly/metrics.tsv" in summary
+    lines = {x.split()[0]: x for x in summary.splitlines()[2:4]}
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    assert re.search(
+        r"NMI \d\.\d{3}  ARI \d\.\d{3}  K \d+, auto: \d+ \(Leiden at resolution 0\.5; "
+        rf"\d+ at 0\.25, \d+ at 1\)  on {device}$",
+        lines["scdsec"],
+    ), lines["scdsec"]
+    assert re.search(r"NMI \d\.\d{3}  ARI \d\.\d{3}  K \d+, found$", lines["leiden"])
+    on_cpu = "A GPU was asked for (--resources gpu=…), but these trainings ran on the CPU"
+    assert (on_cpu in summary) == (device == "cpu")

@@ -101,17 +101,21 @@ class SCDSEC:
                 "AnnData was subset or reordered after preprocessing"
             )
         auto = n_clusters == "auto"
+        estimate = None
         if auto:
-            from ..clustering import estimate_n_clusters
+            from ..clustering import n_clusters_estimate
 
-            n_clusters = estimate_n_clusters(adata, seed=seed)
+            estimate = n_clusters_estimate(adata, seed=seed)
+            n_clusters = estimate["n_clusters"]
         if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
             raise InputError(f"n_clusters must be an integer or 'auto', got {n_clusters!r}")
         if n_clusters < 2:
             raise InputError(f"n_clusters must be at least 2, got {n_clusters}")
         check_cell_count(adata.n_obs, n_clusters=int(n_clusters))
         data = read_cells(adata, genes=None, training=True)
-        self._setup(int(n_clusters), resolved, seed, genes, plain(preprocess), auto=auto)
+        self._setup(
+            int(n_clusters), resolved, seed, genes, plain(preprocess), auto=auto, estimate=estimate
+        )
         self.adata: ad.AnnData | None = adata
         self._data: CellData | None = data
 
@@ -124,9 +128,13 @@ class SCDSEC:
         preprocess: dict,
         *,
         auto: bool = False,
+        estimate: dict | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.n_clusters_auto = auto
+        #: Under ``auto``: :func:`scdsec.clustering.n_clusters_estimate` (K and its range),
+        #: recorded with the training run (``uns[key]['n_clusters_estimate']``); else None.
+        self.n_clusters_estimate = estimate
         self.params = params
         self._train_defaults = params.train
         self.seed = int(seed)
@@ -220,6 +228,8 @@ class SCDSEC:
             "threads": torch.get_num_threads(),
             "deterministic": bool(deterministic),
         }
+        if self.n_clusters_estimate is not None:
+            self._run["n_clusters_estimate"] = dict(self.n_clusters_estimate)
         self.module.to(device)
         start = time.perf_counter()
         batches = CellBatches(
@@ -407,6 +417,7 @@ class SCDSEC:
             meta["seed"],
             meta["genes"],
             meta["preprocess"],
+            estimate=meta["run"].get("n_clusters_estimate"),
         )
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         model.module.load_state_dict(state)

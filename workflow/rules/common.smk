@@ -548,3 +548,65 @@ def plot_outputs():
             for name in names
         ]
     return files
+
+
+#: The experiments' figures (their own targets: `snakemake benchmark`, …).
+EXPERIMENT_FIGURES = [
+    "results/benchmark/benchmark.png",
+    "results/ablation/ablation.png",
+    "results/sensitivity/sensitivity.png",
+    "results/scalability/scalability.png",
+]
+
+
+def experiment_figures_for_report(wildcards):
+    """Part of `all` outside a run only (`--report`, `--dag`, …: no executor is set): the
+    experiments' figures that exist, so that a plain `snakemake --report report.html` shows
+    them, while `snakemake` itself never reruns an experiment it was not asked for."""
+    if workflow.executor_plugin is not None:
+        return []
+    return [path for path in EXPERIMENT_FIGURES if Path(path).exists()]
+
+
+# ---------------------------------------------------------------- the end of a run
+# The Snakefile's onsuccess and onerror handlers: what the run made, or how to go on.
+
+#: Snakemake's own line when the user stops a run (Ctrl-C), in its log file.
+INTERRUPTED = "Terminating processes on user request"
+
+
+def _metrics_tables():
+    """``{dataset: metrics.tsv}`` of each dataset whose evaluation was part of this run."""
+    planned = {str(path) for job in workflow.dag.jobs for path in job.output}
+    tables = {name: f"results/{name}/metrics.tsv" for name in config["datasets"]}
+    return {name: path for name, path in tables.items() if path in planned}
+
+
+def print_run_summary():
+    """Print, after a successful run, each evaluated dataset's scores table with each method's
+    NMI/ARI, K and how it was chosen, and the device it trained on (scdsec.workflow_summary)."""
+    from scdsec.workflow_summary import run_summary
+
+    gpu = workflow.global_resources.get("gpu")
+    gpu = getattr(gpu, "value", gpu)
+    text = run_summary(_metrics_tables(), gpu_requested=bool(gpu))
+    if text:
+        print(text, file=sys.stderr, flush=True)
+
+
+def print_how_to_resume(log):
+    """After a run stopped by Ctrl-C (Snakemake's line in its log files ``log``, a list in
+    Snakemake 9, a path before): one line that says the same command resumes."""
+    interrupted = False
+    for path in [log] if isinstance(log, str | Path) else log or []:
+        try:
+            interrupted |= INTERRUPTED in Path(path).read_text(errors="replace")
+        except OSError:
+            pass
+    if interrupted:
+        print(
+            "Interrupted: the same snakemake command resumes (finished steps are kept; a "
+            "training goes on from its last checkpoint in results/checkpoints/)",
+            file=sys.stderr,
+            flush=True,
+        )

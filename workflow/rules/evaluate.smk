@@ -7,8 +7,10 @@ rule evaluate:
         graph=graph_file(T, K),
         results=evaluate_inputs,
     output:
-        report(
-            "results/{dataset}/metrics.tsv",
+        tsv="results/{dataset}/metrics.tsv",
+        # the same table as a page: the report shows HTML in place, a TSV only as a download
+        html=report(
+            "results/{dataset}/metrics.html",
             caption="../report/metrics.rst",
             category="Evaluation",
             subcategory="{dataset}",

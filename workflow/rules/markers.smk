@@ -6,8 +6,10 @@ rule markers:
     input:
         f"{RUN_DIR}/scdsec.h5ad",
     output:
-        report(
-            f"{RUN_DIR}/markers.tsv",
+        tsv=f"{RUN_DIR}/markers.tsv",
+        # the same table as a page: the report shows HTML in place, a TSV only as a download
+        html=report(
+            f"{RUN_DIR}/markers.html",
             caption="../report/markers.rst",
             category="Marker genes",
             subcategory="{dataset}",
@@ -18,6 +20,7 @@ rule markers:
     params:
         key="scdsec",
         n_genes=config["markers"]["n_genes"],
+        title=lambda wildcards: f"Marker genes of each cluster · {run_context(wildcards)}",
     log:
         f"{RUN_LOG_DIR}/markers.log",
     benchmark:

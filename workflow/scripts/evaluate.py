@@ -11,10 +11,11 @@ from scdsec.pipeline import step_log
 with step_log(snakemake.log[0], threads=snakemake.threads):
     evaluate_step(
         snakemake.input.graph,
-        snakemake.output[0],
+        snakemake.output.tsv,
         dataset=snakemake.wildcards.dataset,
         runs=snakemake.params.runs,
         n_clusters=snakemake.params.n_clusters,
         kmeans_n_init=snakemake.params.kmeans_n_init,
         label_key=snakemake.params.label_key,
+        html=snakemake.output.html,
     )

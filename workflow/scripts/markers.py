@@ -12,4 +12,9 @@ from scdsec.markers import markers_step
 from scdsec.pipeline import step_log
 
 with step_log(snakemake.log[0], threads=snakemake.threads):
-    markers_step(snakemake.input[0], snakemake.output[0], **dict(snakemake.params.items()))
+    markers_step(
+        snakemake.input[0],
+        snakemake.output.tsv,
+        html=snakemake.output.html,
+        **dict(snakemake.params.items()),
+    )

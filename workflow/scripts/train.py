@@ -8,7 +8,12 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.pipeline import step_log, train_step, write_params
 
-with step_log(snakemake.log[0], threads=snakemake.threads):
+# Ctrl-C: one line in the log and on the console, as `scdsec cluster` says it
+resume = (
+    "the same snakemake command resumes training from the last checkpoint in "
+    f"{snakemake.params.checkpoint_dir}"
+)
+with step_log(snakemake.log[0], threads=snakemake.threads, resume=resume):
     train_step(
         snakemake.input[0],
         Path(snakemake.output.h5ad).parent,
