@@ -414,7 +414,8 @@ def baseline_step(
     """
     from pathlib import Path
 
-    from .pipeline import atomic_path, check_cells, cluster_sizes, record, write_h5ad
+    from ._files import atomic_path
+    from .pipeline import check_cells, cluster_sizes, record, write_h5ad
 
     out = Path(out_dir)
     counts = ad.read_h5ad(input)

@@ -172,11 +172,12 @@ def _batch_size(value: str) -> int | str:
 
 
 def _cluster(args: argparse.Namespace) -> None:
+    from ._files import atomic_path
     from .graph import build_knn_graph
     from .io.metadata import read_counts_with_metadata
     from .metrics import score_labelled
     from .model import Params
-    from .pipeline import atomic_path, keep_input_columns, record, write_results
+    from .pipeline import keep_input_columns, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
 

@@ -384,7 +384,7 @@ def _silhouette_on(
 
 def write_table(table: pd.DataFrame, output: PathLike) -> None:
     """Write a TSV atomically (NaN as empty fields would be lost: written as ``NaN``)."""
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     with atomic_path(output) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="NaN", float_format="%.6g")
@@ -409,7 +409,7 @@ def write_html_table(table: pd.DataFrame, output: PathLike, *, title: str) -> No
     """
     import html
 
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     body = table.to_html(
         index=False, na_rep="", float_format=lambda x: f"{x:.4g}", border=0, escape=True
@@ -601,7 +601,7 @@ def benchmark_step(
     datasets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Concatenate the datasets' ``metrics.tsv`` into ``scores.tsv`` and write ``table.md``."""
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     scores = collect_scores(metrics)
     if methods is not None:

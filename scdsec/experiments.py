@@ -199,7 +199,7 @@ def count_genes_step(input: str, output: str) -> int:
 
     import anndata as ad
 
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     adata = ad.read_h5ad(input, backed="r")
     n_genes = int(adata.n_vars)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ._errors import InputError
-from .pipeline import PathLike
+from ._files import PathLike
 from .plotting import _new_figure, _note, natural_key, save_figure
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def markers_step(
     :func:`scdsec.evaluate.write_html_table`) unless it is None."""
     import anndata as ad
 
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     table = rank_markers(ad.read_h5ad(h5ad), key=key, n_genes=n_genes)
     with atomic_path(output) as tmp:

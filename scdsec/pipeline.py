@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import shutil
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
@@ -24,39 +22,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._errors import InputError
+from ._files import PathLike, atomic_path
 from .experiments import BASELINES
 from .provenance import plain, provenance
 
 logger = logging.getLogger("scdsec")
-
-PathLike = str | os.PathLike
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path (file or folder) beside ``path``; move it into place on success.
-
-    A file or folder that exists at ``path`` is therefore always complete: an interrupted
-    write leaves at most the hidden temporary, which is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    _remove(tmp)
-    try:
-        yield tmp
-        if path.is_dir():
-            _remove(path)
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
 
 
 def cluster_sizes(labels) -> str:

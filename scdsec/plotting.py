@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .pipeline import PathLike, atomic_path
+from ._files import PathLike, atomic_path
 
 if TYPE_CHECKING:
     import anndata as ad

@@ -148,7 +148,7 @@ def machine_step(output: PathLike, *, device: str = "auto", threads: int | None 
     """
     import torch
 
-    from .pipeline import atomic_path
+    from ._files import atomic_path
     from .settings import select_device
 
     dev = select_device(device)
@@ -306,7 +306,7 @@ def scalability_step(
     entries: Sequence[Mapping], machine: PathLike, scores: PathLike, throughput: PathLike
 ) -> None:
     """Write :func:`scalability_table`'s two tables (TSV) from the run's files."""
-    from .pipeline import atomic_path
+    from ._files import atomic_path
 
     machine_row = pd.read_csv(machine, sep="\t").iloc[0].to_dict()
     table, rates = scalability_table(entries, machine_row)

@@ -107,3 +107,28 @@ def test_resumed_between_merges_ends_as_an_uninterrupted_one(
     assert resumed.module.assignment.centers.shape[0] == 3
     assert np.array_equal(resumed.predict(), reference.predict())
     assert resumed._run["resumed_from"] == {"stage": "cluster", "epoch": 3}
+
+
+def test_the_model_does_not_import_the_workflow_layer():
+    """No module of scdsec/model imports the workflow layer, at the top or inside a function
+    (saving a model once imported the steps' file helper: model → pipeline → tl → model)."""
+    import ast
+    from pathlib import Path
+
+    import scdsec.model
+
+    layer = {"pipeline", "tl", "cli", "evaluate", "experiments", "workflow_config"}
+    found = []
+    for path in Path(scdsec.model.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level else []
+                names += [node.module or ""] if not node.level else []
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.removeprefix("scdsec.").split(".")[0] in layer:
+                    found.append(f"{path.name}: {name}")
+    assert found == []

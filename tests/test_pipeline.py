@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from scdsec import InputError, pp
-from scdsec.pipeline import atomic_path, qc_step, step_log, train_step, write_h5ad
+from scdsec._files import atomic_path
+from scdsec.pipeline import qc_step, step_log, train_step, write_h5ad
 
 FAST = {
     "preset": "default",

@@ -367,7 +367,7 @@ class SCDSEC:
         path = Path(dir_path)
         if not overwrite and ((path / STATE_FILE).exists() or (path / META_FILE).exists()):
             raise FileExistsError(f"{path} already holds a checkpoint; pass overwrite=True")
-        from ..pipeline import atomic_path
+        from .._files import atomic_path
 
         (path / META_FILE).unlink(missing_ok=True)  # incomplete until the new one is written
         state = {name: t.detach().cpu() for name, t in self.module.state_dict().items()}
