@@ -275,6 +275,7 @@ def run(args: argparse.Namespace) -> None:
                     start = time.perf_counter()
                     overrides = dict(variants[variant])
                     auto = overrides.pop("n_clusters", None) == "auto"  # K from the data
+                    overrides.pop("pretrain_epochs", None)  # pretraining is done (above)
                     runner = SCDSEC(adata, "auto", seed=seed) if auto else model
                     state = dict(pretrained)  # pretraining ignores K: the network is shared
                     if auto:  # ... but not the true K's centres: the estimate's count stays
