@@ -64,6 +64,11 @@ EMPTY_DROPLETS_MIN_BARCODES = 50
 EMPTY_DROPLETS_MAX_COMPONENTS = 4
 #: … fitted to a seeded sample of at most this many barcodes.
 EMPTY_DROPLETS_MAX_FIT = 50_000
+#: Under ``"auto"`` a low population is empty droplets only when its median total is at most
+#: this: DropletUtils' ``emptyDrops`` assumes every barcode at or below 100 UMIs is empty
+#: (its ``lower``). Above it, the low population is shallow cells (a filtered matrix with a
+#: low-RNA type, a plate of cells beside control wells) and nothing is removed.
+EMPTY_DROPLETS_MAX_MEDIAN = 100
 #: A raw matrix: most barcodes hold fewer counts than this (no filtered matrix has such
 #: cells). When no population of cells stands apart in one, the run stops under ``"auto"``.
 EMPTY_DROPLETS_TINY = 10
@@ -233,12 +238,15 @@ def call_cells(
        20:63, ``DropletUtils::barcodeRanks``; 10x Genomics, Cell Ranger's cell calling). Here
        the populations are found by Gaussian mixtures on the log10 totals of the barcodes with
        counts (scikit-learn, seeded; 1 to 4 components, the lowest BIC kept; see
-       :func:`_low_population`): the cells are the top component, apart from the next when
-       Ashman's D between the two is at least :data:`EMPTY_DROPLETS_MIN_D` and their means
-       lie at least :data:`EMPTY_DROPLETS_MIN_DECADES` decade apart; the cut (the bottom of
-       the cliff) is the total at which a barcode becomes likelier a cell than not. The
-       barcodes under it must be at least :data:`EMPTY_DROPLETS_MIN_FRACTION` of all (fewer
-       are a few shallow cells, left to ``min_counts``/``min_genes``), and fewer than
+       :func:`_low_population`): the cells are the components above the widest gap between
+       two neighbouring components where Ashman's D is at least :data:`EMPTY_DROPLETS_MIN_D`
+       and the means lie at least :data:`EMPTY_DROPLETS_MIN_DECADES` decade apart; under
+       ``"auto"`` the barcodes below are empty droplets only when their median total is at
+       most :data:`EMPTY_DROPLETS_MAX_MEDIAN` (DropletUtils' bound), else shallow cells; the
+       cut (the bottom of the cliff) is the total at which a barcode becomes likelier a cell
+       than not. The barcodes under it must be at least :data:`EMPTY_DROPLETS_MIN_FRACTION`
+       of all (fewer are a few shallow cells, left to ``min_counts``/``min_genes``), and
+       fewer than
        :data:`EMPTY_DROPLETS_MIN_BARCODES` barcodes with counts are too few to tell. Under
        ``"auto"`` they must be a majority (:data:`EMPTY_DROPLETS_MAJORITY`, "mostly empty
        droplets") to be removed; a minority stops with :class:`InputError`, which
@@ -314,6 +322,13 @@ def call_cells(
     keep = totals >= cut
     low = float((~keep).mean())
     stats["low_fraction"] = low
+    if mode == "auto" and stats["low_median"] > EMPTY_DROPLETS_MAX_MEDIAN:
+        rule = (
+            f"{int((~keep).sum())} barcodes under {cut:.0f} counts (median "
+            f"{stats['low_median']:.0f}) hold more than empty droplets do (at most "
+            f"{EMPTY_DROPLETS_MAX_MEDIAN}): shallow cells, none removed"
+        )
+        return {"keep": keep_all, "rule": rule, "method": "none", **nothing, **stats}
     if low < EMPTY_DROPLETS_MIN_FRACTION:
         rule = (
             f"{int((~keep).sum())} barcodes under {cut:.0f} counts are too few to be empty "
@@ -382,12 +397,24 @@ def _low_population(totals: np.ndarray) -> tuple[float, dict] | None:
         return None
     mean = gm.means_.ravel()
     sd = np.sqrt(gm.covariances_.ravel())
-    low, high = np.argsort(mean)[-2:]
-    d = float(np.sqrt(2) * (mean[high] - mean[low]) / np.hypot(sd[low], sd[high]))
-    if d < EMPTY_DROPLETS_MIN_D or mean[high] - mean[low] < EMPTY_DROPLETS_MIN_DECADES:
+    order = np.argsort(mean)
+    # The cells need not be one Gaussian (types of different depth): every gap between two
+    # neighbouring components is a candidate, the widest one that stands apart (Ashman's D,
+    # decades) separates the low population from the cells above it.
+    best_gap = None
+    for i in range(len(order) - 1):
+        low, high = order[i], order[i + 1]
+        d = float(np.sqrt(2) * (mean[high] - mean[low]) / np.hypot(sd[low], sd[high]))
+        apart = d >= EMPTY_DROPLETS_MIN_D and mean[high] - mean[low] >= EMPTY_DROPLETS_MIN_DECADES
+        if apart and (best_gap is None or d > best_gap[0]):
+            best_gap = (d, i)
+    if best_gap is None:
         return None
+    d, i = best_gap
+    low, high = order[i], order[i + 1]
+    above = order[i + 1 :]
     grid = np.linspace(mean[low], mean[high], 1001)
-    upper = gm.predict_proba(grid.reshape(-1, 1))[:, high] >= 0.5
+    upper = gm.predict_proba(grid.reshape(-1, 1))[:, above].sum(axis=1) >= 0.5
     cut = float(np.ceil(10 ** grid[int(np.argmax(upper))]))  # totals are whole numbers
     stats = {
         "ashman_d": d,

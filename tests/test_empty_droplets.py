@@ -295,3 +295,45 @@ def test_cli_clusters_the_cells_of_a_raw_matrix_and_stops_on_an_ambiguous_one(tm
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(tmp_path / "ambiguous.h5ad") in err and "give the filtered matrix" in err
     assert "qc.empty_droplets" in err and not out2.exists()
+
+
+# ------------------------------------------------ kinds found by a new user's own files
+
+
+def _lognormal(rng, n, median, sdlog=0.3):
+    return np.round(np.exp(rng.normal(np.log(median), sdlog, n))).clip(1)
+
+
+def test_cells_of_two_depths_among_many_empties_lose_only_the_empties():
+    """Cell types of different depth are not one Gaussian: the widest gap still parts the
+    empties from every cell."""
+    rng = np.random.default_rng(3)
+    cells = np.concatenate([_lognormal(rng, 1200, 800), _lognormal(rng, 1000, 6000)])
+    empties = rng.integers(1, 60, 20_000).astype(float)
+    result = call_cells(np.concatenate([cells, empties]))
+    assert result["keep"][: len(cells)].all() and not result["keep"][len(cells) :].any()
+
+
+def test_a_minority_of_empties_beside_cells_of_two_depths_stops_the_run():
+    rng = np.random.default_rng(4)
+    totals = np.concatenate(
+        [_lognormal(rng, 300, 900), _lognormal(rng, 300, 7000), rng.integers(1, 60, 300)]
+    )
+    with pytest.raises(InputError, match="filtered matrix"):
+        call_cells(totals.astype(float))
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [
+        (300, 4000),  # a filtered matrix with a shallow type: 60% of its cells at ~300 UMIs
+        (200_000, 3_000_000),  # a plate: single cells beside a few deep control wells
+    ],
+)
+def test_shallow_cells_are_never_taken_for_empty_droplets(low, high):
+    rng = np.random.default_rng(5)
+    sizes = (600, 400) if high < 10**5 else (376, 8)
+    totals = np.concatenate([_lognormal(rng, sizes[0], low), _lognormal(rng, sizes[1], high)])
+    result = call_cells(totals)
+    assert result["removed"] == 0 and result["keep"].all()
+    assert "shallow cells" in result["rule"]
