@@ -8,6 +8,7 @@ line that names the file and the problem, and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import json
 import logging
@@ -81,7 +82,11 @@ def parse_proportions(value: str | None) -> list[float] | float | None:
 
 
 def read_config(path: Path | None) -> dict:
-    """The analysis sections of a config.yaml-style file; other sections are ignored."""
+    """The analysis sections of a config.yaml-style file (:data:`CONFIG_SECTIONS`).
+
+    The workflow's other sections (``run``, ``datasets`` …) are ignored; a section whose name
+    is close to an analysis section's (a typo such as ``grph``) raises :class:`InputError`
+    naming both, so that no setting is dropped without a word."""
     if path is None:
         return {}
     import yaml
@@ -92,6 +97,13 @@ def read_config(path: Path | None) -> dict:
         raise InputError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a mapping of sections, got {type(config).__name__}")
+    for key in config:
+        close = difflib.get_close_matches(str(key), CONFIG_SECTIONS, n=1, cutoff=0.7)
+        if key not in CONFIG_SECTIONS and close:
+            raise InputError(
+                f"{path}: unknown section {key!r}; did you mean {close[0]!r}? (sections read "
+                f"by scdsec cluster: {', '.join(CONFIG_SECTIONS)})"
+            )
     return {key: config[key] for key in CONFIG_SECTIONS if key in config}
 
 

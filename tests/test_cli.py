@@ -741,3 +741,15 @@ def test_a_cell_metadata_table_that_does_not_fit_is_one_line(tmp_path, capsys, c
     if change == "labels":
         assert "nor is it a column of the cell metadata table" in err and "'donor'" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_misspelt_config_section_is_refused_naming_the_one_meant(tmp_path):
+    from scdsec import InputError
+    from scdsec.cli import read_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("grph: {n_neighbors: 5}\nrun: [demo]\ndatasets: {}\n")
+    with pytest.raises(InputError, match=r"unknown section 'grph'; did you mean 'graph'"):
+        read_config(path)
+    path.write_text("graph: {n_neighbors: 5}\nrun: [demo]\ndatasets: {}\n")  # workflow's own
+    assert read_config(path) == {"graph": {"n_neighbors": 5}}
