@@ -18,7 +18,8 @@ def _counts(n_genes: int, n_cells: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "corner",
-    ["GeneID", "Geneid", "gene_id", "Entrez_ID", "EntrezGeneID", "Gene stable ID", "ID", "name"],
+    ["GeneID", "Geneid", "gene_id", "Entrez_ID", "EntrezGeneID", "Gene stable ID", "ID", "name"]
+    + ["X", "Unnamed: 0", "...1"],  # what R, pandas and readr name an index without header
 )
 def test_numeric_gene_ids_under_an_id_corner_are_gene_names(tmp_path, corner: str) -> None:
     """An index column of numbers (Entrez ids) is the genes' names, never a cell."""

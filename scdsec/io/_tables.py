@@ -54,6 +54,17 @@ def _corner_words(corner: str | None) -> list[str]:
     return [w.lower() for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", text)]
 
 
+# What tools name an index column whose header was empty, when they write the table again:
+# R's read.csv (``X``), pandas (``Unnamed: 0``), readr (``...1``). Such a corner is empty.
+_UNNAMED_CORNER = re.compile(r"X|Unnamed: ?\d+|\.\.\.1")
+
+
+def _unnamed(corner: str | None) -> bool:
+    """True if the corner cell is empty, or the name a tool gives an index without a header."""
+    text = (corner or "").strip()
+    return not text or _UNNAMED_CORNER.fullmatch(text) is not None
+
+
 def _names_ids(corner: str | None) -> bool:
     """True if the corner cell names the rows: a word of :data:`_CELL_WORDS` or
     :data:`_GENE_WORDS` (``Geneid``, ``cell``), or words that end in one of
@@ -202,7 +213,7 @@ def _read_table(
         _log.info("%s: skipped %d comment line(s) starting with '#'", path, n_comments)
     short_header = len(first) == len(second) - 1  # R's write.table: no corner cell
     has_header = (
-        first[0] == ""
+        _unnamed(first[0])
         or short_header
         or not all(_is_number(v) for v in first[1:])
         or _names_ids(first[0])  # GeneID over cells numbered 1, 2, …
@@ -211,12 +222,12 @@ def _read_table(
         # An index is an index whether its values are words or numbers: the corner cell names
         # it (GeneID, cell_id, …) or its values are not numbers.
         has_index = (
-            first[0] == ""
+            _unnamed(first[0])
             or short_header
             or (first[0] not in requested and (not _is_number(second[0]) or _names_ids(first[0])))
         )
         col_names = first if short_header or not has_index else first[1:]
-        if has_index and _is_number(second[0]) and first[0] and not short_header:
+        if has_index and _is_number(second[0]) and not _unnamed(first[0]) and not short_header:
             _log.info(
                 "%s: the first column (%r) holds row names, not counts: its header names ids",
                 path,
