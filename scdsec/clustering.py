@@ -96,14 +96,20 @@ def n_clusters_estimate(
     }
     k = max(found[resolution], 2)
     logger.warning(
-        "K = %d, estimated: %d Leiden communities of the kNN graph at resolution %g%s; at %g "
+        "K = %d, estimated: %d Leiden %s of the kNN graph at resolution %g%s; at %g "
         "and %g: %d and %d. The number of types depends on the granularity wanted (the estimate "
         "was within 20%% of the annotated number on 3 of 7 labelled datasets, docs/method.md "
         "§7): give n_clusters when you know it",
         k,
         found[resolution],
+        "community" if found[resolution] == 1 else "communities",
         resolution,
-        " (at least 2)" if k != found[resolution] else "",
+        (
+            ": the cells look like one population, and scDSEC needs at least 2 clusters, so "
+            "read the 2 clusters as the population's two main states, not as two types"
+        )
+        if k != found[resolution]
+        else "",
         resolution / 2,
         2 * resolution,
         found[resolution / 2],

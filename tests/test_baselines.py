@@ -267,3 +267,26 @@ def test_the_estimated_k_is_warned_about_with_the_counts_at_half_and_twice_the_r
     assert "give n_clusters" in message
     with pytest.raises(ValueError, match="obsp\\['knn'\\]"):
         estimate_n_clusters(ad.AnnData(np.zeros((3, 2), dtype=np.float32)))
+
+
+def test_auto_on_one_population_says_so(caplog):
+    """One population (a random graph, no communities at resolution 0.5): K is still 2, the
+    least scDSEC clusters into, and the warning says the cells look like one population."""
+    import logging
+
+    import scipy.sparse as sp
+
+    from scdsec.clustering import estimate_n_clusters
+
+    n, rng = 300, np.random.default_rng(0)
+    rows, cols = np.repeat(np.arange(n), 100), rng.integers(0, n, n * 100)
+    graph = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    graph = ((graph + graph.T) > 0).astype(np.float64)
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    adata = ad.AnnData(np.zeros((n, 1), dtype=np.float32))
+    adata.obsp["knn"] = sp.csr_matrix(graph)
+    with caplog.at_level(logging.WARNING, logger="scdsec"):
+        assert estimate_n_clusters(adata) == 2
+    assert "estimated: 1 Leiden community" in caplog.text
+    assert "look like one population" in caplog.text
