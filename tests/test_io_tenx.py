@@ -4,6 +4,7 @@ an archive or as the matrix file itself; several samples chosen by ``sample``.""
 from __future__ import annotations
 
 import gzip
+import logging
 import tarfile
 import warnings
 import zipfile
@@ -87,7 +88,7 @@ def _raw_archive(tmp_path: Path, kind: str) -> tuple[Path, list[np.ndarray]]:
 
 
 @pytest.mark.parametrize("kind", ["folder", "tar", "tar.gz", "zip"])
-def test_several_samples_are_named_and_chosen(tmp_path, kind: str) -> None:
+def test_several_samples_are_named_and_chosen(tmp_path, kind: str, caplog) -> None:
     path, (first, second) = _raw_archive(tmp_path, kind)
     before = digest(path)
     assert detect_format(path) == "10x_mtx"
@@ -95,7 +96,9 @@ def test_several_samples_are_named_and_chosen(tmp_path, kind: str) -> None:
     assert "'GSM4000001_donorA'" in message and "'GSM4000002_donorB'" in message
     assert "sample: GSM4000001_donorA" in message and "--sample" in message
     assert "sample: all" in message
-    np.testing.assert_array_equal(_read(path, sample="GSM4000002").X.toarray(), second)
+    with caplog.at_level(logging.INFO, logger="scdsec"):
+        np.testing.assert_array_equal(_read(path, sample="GSM4000002").X.toarray(), second)
+    assert "sample 'GSM4000002' → GSM4000002_donorB" in caplog.text  # which one was read
     np.testing.assert_array_equal(_read(path, sample="GSM4000001_donorA").X.toarray(), first)
     both = _read(path, sample="all")
     np.testing.assert_array_equal(both.X.toarray(), np.vstack([first, second]))

@@ -338,6 +338,10 @@ def _read_10x_mtx(path: Path, sample: str | None = None) -> _Parsed:
     with _mtx_source(path) as (names, open_member, forced):
         samples = {_sample_label(forced): forced} if forced else _find_samples(names, path)
         chosen = _choose_samples(samples, sample, path)
+        if sample is not None:
+            _log.info(
+                "%s: sample %r → %s", path, sample, ", ".join(f"{c} ({samples[c]})" for c in chosen)
+            )
         parts = [
             (label, _read_triplet(path, names, open_member, samples[label])) for label in chosen
         ]
