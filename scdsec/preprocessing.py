@@ -43,12 +43,12 @@ CELL_PROBABILITY_COLUMNS = ("cell_probability", "latent_cell_probability")
 #: Barcodes whose cell probability exceeds this are cells: CellBender's own cut
 #: (``CELL_PROB_CUTOFF``), the one its ``out_filtered.h5`` is made with.
 CELL_PROBABILITY_CUTOFF = 0.5
-#: The cells (the top component of the mixture on log10 totals) stand apart from the next
-#: component when Ashman's D (the distance of the two means in units of their pooled spread,
-#: ``√2 |μ₁ − μ₂| / √(σ₁² + σ₂²)``) is at least this; D > 2 is the usual mark of a clean
-#: separation. Cell matrices (the project's eight real datasets, the filtered Cell Ranger and
-#: CellBender files of cases 07–08) gave at most 2.5; raw ones with empty droplets 6–7
-#: (cases 07–08) and 4–12 (simulated).
+#: The cells (the components of the mixture on log10 totals above the low population) stand
+#: apart from it where two neighbouring components have an Ashman's D (the distance of the
+#: two means in units of their pooled spread, ``√2 |μ₁ − μ₂| / √(σ₁² + σ₂²)``) of at least
+#: this; D > 2 is the usual mark of a clean separation. Cell matrices (the project's eight
+#: real datasets, the filtered Cell Ranger and CellBender files of cases 07–08) gave at most
+#: 2.5; raw ones with empty droplets 6–7 (cases 07–08) and 4–12 (simulated).
 EMPTY_DROPLETS_MIN_D = 3.0
 #: … and the cells' mean total at least this many decades (10×) above the low population's,
 #: so that a group of doublets or of deep cells is never taken for the cells among empties.
@@ -365,11 +365,12 @@ def _low_population(totals: np.ndarray) -> tuple[float, dict] | None:
     the log10 totals of the barcodes with at least :data:`EMPTY_DROPLETS_TINY` counts (fewer
     are never cells; a seeded sample of at most
     :data:`EMPTY_DROPLETS_MAX_FIT` of them) and the one of lowest BIC is kept: empty droplets
-    are not one Gaussian (a spike at 1–2 molecules and a tail of ambient ones), so they take
-    the lower components and the cells the top one. ``None`` when one component is kept, or
-    the top component is not apart from the next (see :func:`call_cells`). Otherwise the cut,
-    the smallest whole total between the two means at which a barcode is likelier in the top
-    component than in the others, and the mixture's figures.
+    are not one Gaussian (a spike at 1–2 molecules and a tail of ambient ones), and neither
+    are cells of types of different depth, so each may take several components. ``None`` when
+    one component is kept, or no two neighbouring components stand apart (see
+    :func:`call_cells`). Otherwise the cut at the widest gap that does: the smallest whole
+    total between the two means at which a barcode is likelier in the components above it
+    than in those below, and the mixture's figures.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import GaussianMixture
