@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels",
         help="where the true cell types are (obs column, CSV column, Y, a --metadata column); "
         "cells whose label is "
-        "missing (NaN, None, empty) are clustered but not scored",
+        "missing (NaN, None, empty, NA, nan, null …) are clustered but not scored",
     )
     clu.add_argument(
         "--format",
