@@ -186,14 +186,16 @@ def _batch_size(value: str) -> int | str:
 def _cluster(args: argparse.Namespace) -> None:
     from ._files import atomic_path
     from .graph import build_knn_graph
-    from .io.metadata import read_counts_with_metadata
-    from .metrics import score_labelled
+    from .io.metadata import batch_from_cell_names, read_counts_with_metadata
+    from .metrics import batch_entropy, ilisi, score_labelled
     from .model import Params
     from .pipeline import keep_input_columns, record, write_results
     from .preprocessing import normalize, qc_filter
     from .tl import cluster
 
     n_clusters = _n_clusters(args.n_clusters)
+    if args.batch_pattern is not None and args.batch_key is None:
+        raise InputError("--batch-pattern needs --batch-key: the column it makes (e.g. plate)")
     config = read_config(args.config)
     steps = {"qc": qc_filter, "normalize": normalize, "graph": build_knn_graph}
     sections = {name: _checked_section(config, name, f, args.config) for name, f in steps.items()}
@@ -218,11 +220,22 @@ def _cluster(args: argparse.Namespace) -> None:
         sample=args.sample,
     )
     keep_input_columns(adata, str(args.input), labels=args.labels)
+    batch = {}
+    if args.batch_key is not None:
+        from ._checks import check_batch_key
+
+        try:
+            if args.batch_pattern is not None:
+                batch_from_cell_names(adata, args.batch_pattern, args.batch_key)
+            check_batch_key(adata.obs, args.batch_key)
+        except InputError as err:
+            raise InputError(f"{args.input}: {err} (--batch-key)") from None
+        batch = {"batch_key": args.batch_key}
     # what the settings ask of the cells is checked on the file's cells, then after QC
     _check_cells(adata.n_obs, "cells", sections["graph"], n_clusters, args)
     for name, function in steps.items():
         try:
-            adata = function(adata, **sections[name])
+            adata = function(adata, **sections[name], **({} if name == "qc" else batch))
         except InputError as err:
             raise InputError(f"{args.input}: {err}") from None
         except (TypeError, ValueError) as err:
@@ -242,26 +255,37 @@ def _cluster(args: argparse.Namespace) -> None:
             deterministic=config.get("deterministic", "auto"),
             checkpoint_dir=args.out / "checkpoints",
             checkpoint_every=args.checkpoint_every,
+            **batch,
         )
     except InputError as err:  # the settings were checked above: this is about the data
         raise InputError(f"{args.input}: {err}") from None
-    record(adata, "cluster", {"input": str(args.input), "seed": args.seed, **sections, **params})
+    record(
+        adata,
+        "cluster",
+        {"input": str(args.input), "seed": args.seed, **batch, **sections, **params},
+    )
     write_results(adata, model, args.out)
     summary = f"{adata.n_obs} cells in {model.n_clusters} clusters"
-    if not args.labels:  # scores of an earlier run into this folder belong to other clusters
-        (args.out / "metrics.json").unlink(missing_ok=True)
+    scores: dict = {}
     if args.labels:
         scores = score_labelled(
             adata.obs["scdsec_true_label"], adata.obs["scdsec"], label_key=args.labels
         )
+    if batch:
+        batches = adata.obs[args.batch_key].astype(str).to_numpy()
+        scores["ilisi"] = ilisi(adata.obsm["X_scdsec"], batches)
+        scores["batch_entropy"] = batch_entropy(adata.obs["scdsec"].to_numpy(), batches)
+    if not scores:  # scores of an earlier run into this folder belong to other clusters
+        (args.out / "metrics.json").unlink(missing_ok=True)
+    else:
+        found = {"labels": args.labels, **batch, "seed": args.seed, **scores}
         with atomic_path(args.out / "metrics.json") as tmp:
-            tmp.write_text(
-                json.dumps({"labels": args.labels, "seed": args.seed, **scores}, indent=1)
-            )
-        left_out = scores.pop("n_unlabelled")
-        summary += ", " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in scores.items())
-        if left_out:
-            summary += f" (on the labelled cells; {left_out} unlabelled cells left out)"
+            tmp.write_text(json.dumps(found, indent=1))
+    left_out = scores.pop("n_unlabelled", 0)
+    names = {"ilisi": "iLISI", "batch_entropy": "batch entropy"}
+    summary += "".join(f", {names.get(k, k.upper())} {v:.3f}" for k, v in scores.items())
+    if left_out:
+        summary += f" (on the labelled cells; {left_out} unlabelled cells left out)"
     print(f"{summary}; results in {args.out}/")
 
 
@@ -355,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Runs the workflow's steps on one input file (any supported format) and "
         "writes DIR/scdsec.h5ad, DIR/clusters.tsv, DIR/loss.tsv, DIR/model/ and, with "
         "--labels, DIR/metrics.json (NMI, ARI, ACC, AMI on the labelled cells; n_unlabelled: "
-        "the cells without a label, clustered but left out of the scores).",
+        "the cells without a label, clustered but left out of the scores; with --batch-key "
+        "also the batch mixing: ilisi, batch_entropy).",
     )
     clu.add_argument("input", type=Path, help="counts: .h5ad, 10x .h5/.mtx, CSV/TSV, X/Y .h5, …")
     clu.add_argument("--out", type=Path, required=True, help="output folder")
@@ -406,6 +431,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TABLE",
         help="cell metadata table (CSV/TSV: one row per cell, its name first, a header), "
         "joined to the counts by cell name; --labels may name one of its columns",
+    )
+    clu.add_argument(
+        "--batch-key",
+        help="where each cell's batch (sample, donor, plate) is: an obs column, a CSV or "
+        "--metadata column, or the column --batch-pattern makes. HVGs are then chosen per "
+        "batch, the PCA is corrected (Harmony) and the decoder conditioned on the batch; "
+        "metrics.json gains the batch mixing (iLISI, batch entropy)",
+    )
+    clu.add_argument(
+        "--batch-pattern",
+        metavar="REGEX",
+        help="the batch is in the cell names: the first group of REGEX searched in each name "
+        "(e.g. '^([^:]+):' for p1:A1), written to obs[--batch-key]",
     )
     clu.add_argument(
         "--metadata-columns",

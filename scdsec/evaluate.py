@@ -10,7 +10,10 @@
   clustering objective makes high, so it compares a method with itself only), k-means in
   the method's embedding and in the PCA space of the normalised expression (the paper's
   Table 4), and the time and peak memory of the method's steps
-  (Snakemake's benchmark files). A dataset without labels gets the label-free measures only
+  (Snakemake's benchmark files). A dataset with a batch key gets :data:`BATCH_COLUMNS` too:
+  the batch mixing of each method's clustered space (scaled iLISI on its kNN graph,
+  :func:`scdsec.metrics.ilisi`) and of its clusters (:func:`scdsec.metrics.batch_entropy`).
+  A dataset without labels gets the label-free measures only
   (column ``labels`` is ``none``); a method that could not run keeps its row, with NaN
   measures and its ``status`` and ``note``.
 * :func:`benchmark_markdown`: the paper's Table 2 — mean ± sd over seeds per dataset × method
@@ -33,7 +36,14 @@ import numpy as np
 import pandas as pd
 
 from ._errors import InputError
-from .metrics import LABEL_MEASURES, labelled_cells, score_labelled, silhouette
+from .metrics import (
+    LABEL_MEASURES,
+    batch_entropy,
+    ilisi,
+    labelled_cells,
+    score_labelled,
+    silhouette,
+)
 
 logger = logging.getLogger("scdsec")
 
@@ -65,6 +75,12 @@ METRIC_COLUMNS = [
     "preprocess_max_rss_mb",
     "gpu_max_memory_mb",  # torch.cuda.max_memory_allocated() when trained on a GPU
     "device",  # where the method trained (cpu, cuda:0, …); empty for methods without training
+]
+#: Columns added to ``metrics.tsv`` for a dataset with a batch key (after
+#: :data:`METRIC_COLUMNS`): without one the table is as it was.
+BATCH_COLUMNS = [
+    "ilisi",  # scaled iLISI (0 = one batch per neighbourhood, 1 = as mixed as possible)
+    "batch_entropy",  # mean normalised entropy of the clusters' batch compositions (per cell)
 ]
 MISSING = "—"
 
@@ -185,6 +201,39 @@ def read_reference(graph: PathLike) -> tuple[pd.Series | None, np.ndarray, pd.In
         adata.file.close()
 
 
+def read_batches(graph: PathLike, batch_key: str) -> pd.Series:
+    """Each cell's batch (``obs[batch_key]`` of the graph file, as strings, indexed by cell).
+
+    Raises
+    ------
+    InputError
+        The graph file has no column ``batch_key``.
+    """
+    adata = ad.read_h5ad(graph, backed="r")
+    try:
+        if batch_key not in adata.obs:
+            raise InputError(f"{graph}: no obs[{batch_key!r}] (the dataset's batch_key)")
+        return pd.Series(
+            adata.obs[batch_key].astype(str).to_numpy(), index=adata.obs_names.copy(), dtype=object
+        )
+    finally:
+        adata.file.close()
+
+
+def batch_scores(result: MethodResult, batches: pd.Series) -> dict[str, float]:
+    """:data:`BATCH_COLUMNS` of one method's result: iLISI of its embedding (the space it
+    clustered) and the batch entropy of its clusters, on the cells it shares with
+    ``batches``; NaN for what the result lacks."""
+    row = dict.fromkeys(BATCH_COLUMNS, math.nan)
+    if result.labels is None or not result.labels.index.isin(batches.index).all():
+        return row
+    batch = batches.reindex(result.labels.index).to_numpy()
+    row["batch_entropy"] = batch_entropy(result.labels.to_numpy(), batch)
+    if result.embedding is not None and len(result.embedding) == len(batch):
+        row["ilisi"] = ilisi(result.embedding, batch)
+    return row
+
+
 def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     from .baselines import kmeans_labels
 
@@ -261,8 +310,10 @@ def evaluate_dataset(
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
     label_key: str | None = None,
+    batch_key: str | None = None,
 ) -> pd.DataFrame:
-    """Score every run of one dataset: one row per method and seed (:data:`METRIC_COLUMNS`).
+    """Score every run of one dataset: one row per method and seed (:data:`METRIC_COLUMNS`,
+    and :data:`BATCH_COLUMNS` with a ``batch_key``).
 
     The label measures (NMI, ARI, ACC, AMI and the k-means ARIs) are computed on the cells
     with a true label only, by :func:`scdsec.metrics.score_labelled` — the function behind
@@ -288,10 +339,12 @@ def evaluate_dataset(
     label_key
         The dataset's name for its labels (its ``labels`` entry in the config), used in the
         error message only; default ``label`` (the graph file's ``obs['scdsec_true_label']``).
+    batch_key
+        The dataset's batch column in the graph file (None: no batch scores).
 
     Returns
     -------
-    A table of ``len(runs)`` rows and the columns :data:`METRIC_COLUMNS`.
+    A table of ``len(runs)`` rows and the columns :data:`METRIC_COLUMNS` (+ :data:`BATCH_COLUMNS`).
 
     Raises
     ------
@@ -299,6 +352,7 @@ def evaluate_dataset(
         When the graph file has true labels (``obs['scdsec_true_label']``) but no cell is labelled.
     """
     truth, pca, cells = read_reference(graph)
+    batches = None if batch_key is None else read_batches(graph, batch_key)
     key = label_key or "label"
     if truth is not None:
         try:  # no labelled cell: fail before any k-means
@@ -347,6 +401,8 @@ def evaluate_dataset(
             reference.get(seed, {"pca_kmeans_ari": math.nan, "pca_kmeans_silhouette": math.nan})
         )
         row["silhouette_pca"] = _silhouette_on(pca, cells, result.labels, seed)
+        if batches is not None:
+            row.update(batch_scores(result, batches))
         row.update(read_benchmark(run.get("benchmark")))
         pre = [read_benchmark(p) for p in run.get("preprocess_benchmarks") or []]
         row["preprocess_seconds"] = float(sum(p["seconds"] for p in pre)) if pre else 0.0
@@ -355,7 +411,8 @@ def evaluate_dataset(
         logger.info(
             "%s %s seed %d: %s, %s", dataset, run["method"], seed, result.status, _scores_line(row)
         )
-    return pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    columns = METRIC_COLUMNS + (BATCH_COLUMNS if batches is not None else [])
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _scores_line(row: Mapping[str, Any]) -> str:
@@ -369,6 +426,8 @@ def _scores_line(row: Mapping[str, Any]) -> str:
     text += f", NMI {row['nmi']:.3f}, ARI {row['ari']:.3f}"
     if row["n_unlabelled"] > 0:
         text += f" (on the labelled cells; {row['n_unlabelled']:.0f} unlabelled cells left out)"
+    if not math.isnan(row.get("ilisi", math.nan)):
+        text += f", iLISI {row['ilisi']:.3f}"
     return text
 
 
@@ -441,6 +500,7 @@ def evaluate_step(
     n_clusters: int | str = "auto",
     kmeans_n_init: int = 10,
     label_key: str | None = None,
+    batch_key: str | None = None,
     html: PathLike | None = None,
 ) -> pd.DataFrame:
     """File-level :func:`evaluate_dataset`: score the runs, write ``metrics.tsv``.
@@ -457,6 +517,7 @@ def evaluate_step(
         n_clusters=n_clusters,
         kmeans_n_init=kmeans_n_init,
         label_key=label_key,
+        batch_key=batch_key,
     )
     write_table(table, output)
     if html is not None:
@@ -560,6 +621,13 @@ def _best(values: Mapping[str, float], digits: int) -> set[str]:
     return {m for m, v in finite.items() if v == top}
 
 
+#: The batch-mixing tables of :func:`benchmark_markdown` (datasets with a batch key only).
+BATCH_TITLES = {
+    "ilisi": "iLISI (batch mixing of the clustered space, scaled: 1 = fully mixed)",
+    "batch_entropy": "Batch entropy of the clusters (1 = each cluster mixes the batches evenly)",
+}
+
+
 def benchmark_markdown(
     scores: pd.DataFrame,
     *,
@@ -581,6 +649,18 @@ def benchmark_markdown(
         parts.append(
             markdown_table(scores, measure, methods=methods, datasets=datasets, digits=digits)
         )
+    for measure, title in BATCH_TITLES.items():
+        if measure not in scores:
+            continue
+        scored = scores.groupby("dataset", sort=False)[measure].apply(lambda v: v.notna().any())
+        with_batches = [d for d in (datasets or scored.index) if scored.get(d, False)]
+        if with_batches:
+            parts.append(f"\n## {title}\n\n")
+            parts.append(
+                markdown_table(
+                    scores, measure, methods=methods, datasets=with_batches, digits=digits
+                )
+            )
     problems = scores[scores.get("status", pd.Series("ok", index=scores.index)) != "ok"]
     if len(problems):
         parts.append("\n## Runs without scores\n\n")

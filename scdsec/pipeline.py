@@ -165,6 +165,7 @@ def import_dataset(
     cache_dir: PathLike,
     n_neighbors: int | None = None,
     n_clusters: int | str | None = None,
+    batch_key: str | None = None,
 ) -> ad.AnnData:
     """Download (or simulate) one dataset of ``config.yaml`` and write it as raw counts.
 
@@ -172,14 +173,17 @@ def import_dataset(
     :func:`scdsec.simulate.simulate_counts`) or ``source`` (URL or local path) with
     optional ``checksum``, ``format``, ``labels``, ``metadata`` (a cell metadata table joined
     by cell name: :func:`scdsec.io.metadata.read_counts_with_metadata`), ``metadata_columns``,
-    ``cells_as``, ``layer``, ``genome``, ``counts``, ``sample``.
+    ``cells_as``, ``layer``, ``genome``, ``counts``, ``sample``, ``batch_pattern`` (the
+    batch from the cell names, written to ``obs[batch_key]``:
+    :func:`scdsec.io.metadata.batch_from_cell_names`).
     True labels, when named, are copied to ``obs['scdsec_true_label']``; the input's columns
     are never overwritten (:func:`keep_input_columns`).
 
     ``n_neighbors`` (``graph.n_neighbors``) and ``n_clusters`` (the dataset's) are checked
-    against the cells read (:func:`check_cells`), before anything is written: settings the
-    data cannot hold stop the run before QC. Raises :class:`InputError` naming the dataset,
-    its cells and the key.
+    against the cells read (:func:`check_cells`), and ``batch_key`` (the dataset's) against
+    its column (:func:`scdsec._checks.check_batch_key`), before anything is written: settings
+    the data cannot hold stop the run before QC. Raises :class:`InputError` naming the
+    dataset, its cells and the key.
     """
     from .io import fetch
     from .io.metadata import read_counts_with_metadata
@@ -215,7 +219,15 @@ def import_dataset(
         )
         keep_input_columns(adata, f"dataset {name}", labels=entry.get("labels"), baselines=True)
     adata.uns["dataset"] = name
+    pattern = entry.get("batch_pattern")
+    if pattern is not None:
+        from .io.metadata import batch_from_cell_names
+
+        with _named(f"dataset {name}"):
+            batch_from_cell_names(adata, str(pattern), str(batch_key))
     check_cells(adata, output, n_neighbors=n_neighbors, n_clusters=n_clusters, cells="cells")
+    if batch_key is not None:
+        check_batch(adata, output, batch_key)
     record(adata, "download", dict(entry))
     write_h5ad(adata, output)
     logger.info("Dataset %s: %d cells × %d genes → %s", name, *adata.shape, output)
@@ -266,6 +278,19 @@ def check_cells(
     )
 
 
+def check_batch(adata: ad.AnnData, input: PathLike, batch_key: str) -> None:
+    """:func:`scdsec._checks.check_batch_key` on a step's cells, in config terms: the message
+    names the dataset (or the file ``input``) and ``datasets.<name>.batch_key``."""
+    from ._checks import check_batch_key
+
+    name = adata.uns.get("dataset")
+    try:
+        check_batch_key(adata.obs, batch_key)
+    except InputError as err:
+        key = f"datasets.{name}.batch_key" if name else "batch_key"
+        raise InputError(f"{_where(adata, input)}: {err} ({key})") from None
+
+
 def qc_step(
     input: PathLike,
     output: PathLike,
@@ -292,10 +317,13 @@ def qc_step(
 
 
 def normalize_step(input: PathLike, output: PathLike, **params) -> ad.AnnData:
-    """Read QC'd counts, apply :func:`scdsec.preprocessing.normalize`, write."""
+    """Read QC'd counts, apply :func:`scdsec.preprocessing.normalize`, write (with the
+    dataset's ``batch_key`` among ``params``, its column is checked first: :func:`check_batch`)."""
     from .preprocessing import normalize
 
     qc = ad.read_h5ad(input)
+    if params.get("batch_key") is not None:
+        check_batch(qc, input, params["batch_key"])
     with _named(_where(qc, input)):
         adata = normalize(qc, **params)
     record(adata, "normalize", params)
@@ -363,8 +391,12 @@ def train_step(
     key: str = "scdsec",
     checkpoint_dir: PathLike | None = None,
     checkpoint_every: int = 10,
+    batch_key: str | None = None,
 ) -> ad.AnnData:
     """Read the graph step's output, train scDSEC with ``seed``, write :func:`write_results`.
+
+    ``batch_key``: the dataset's batch column (the decoder's covariate; see
+    :func:`scdsec.tl.cluster`).
 
     ``uns[key]`` also gets ``n_clusters_given`` (the K trained with) and, when trained on a
     GPU, ``gpu_max_memory_mb`` (``torch.cuda.max_memory_allocated()`` during training); the
@@ -377,6 +409,8 @@ def train_step(
 
     adata = ad.read_h5ad(input)
     check_cells(adata, input, n_clusters=n_clusters)
+    if batch_key is not None:
+        check_batch(adata, input, batch_key)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     model = cluster(
@@ -390,6 +424,7 @@ def train_step(
         key_added=key,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
+        batch_key=batch_key,
     )
     run = adata.uns[key]
     run["n_clusters_given"] = int(model.n_clusters)
@@ -399,7 +434,8 @@ def train_step(
             torch.cuda.max_memory_allocated() / 2**20
         )
         logger.info("Peak GPU memory: %.1f MB", run["gpu_max_memory_mb"])
-    record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **params, **extra})
+    batch = {"batch_key": batch_key} if batch_key is not None else {}
+    record(adata, "train", {"n_clusters": n_clusters, "seed": seed, **batch, **params, **extra})
     write_results(adata, model, out_dir, key=key)
     labels = adata.obs[key]
     logger.info("scDSEC: %d clusters, sizes %s", labels.nunique(), cluster_sizes(labels))

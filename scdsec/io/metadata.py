@@ -4,13 +4,15 @@ Labs often share a genes × cells matrix plus a table of the cells (cell type, s
 the dataset key ``metadata`` (``scdsec cluster --metadata``) names that table, and ``labels``
 may then name one of its columns. The table is CSV or TSV (plain, ``.gz``, ``.bz2``, ``.xz``,
 ``.zip``), one row per cell, a header row, and the cell names in its first column (as R's
-``write.csv`` and pandas' ``to_csv`` write them).
+``write.csv`` and pandas' ``to_csv`` write them). Files that keep the sample only in the cell
+names (``p1:A1``) give it with the dataset key ``batch_pattern`` (:func:`batch_from_cell_names`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -18,7 +20,7 @@ import pandas as pd
 
 from .._errors import InputError
 
-__all__ = ["add_cell_metadata", "read_cell_metadata"]
+__all__ = ["add_cell_metadata", "batch_from_cell_names", "read_cell_metadata"]
 
 _log = logging.getLogger(__name__)
 _COMPRESSED = {".gz", ".bz2", ".xz", ".zip", ".zst"}
@@ -168,3 +170,47 @@ def read_counts_with_metadata(
     if from_table:
         adata.obs["scdsec_true_label"] = _as_labels(adata.obs[labels])
     return adata
+
+
+def batch_from_cell_names(adata: ad.AnnData, pattern: str, batch_key: str) -> None:
+    """Write each cell's batch, the first group of ``pattern`` searched in its name, to
+    ``adata.obs[batch_key]`` (categorical), in place.
+
+    For files that keep the sample, plate or donor only in the cell names, e.g. ``p1:A1``
+    with the pattern ``^([^:]+):``, or a 10x barcode's suffix ``AAAC…-1`` with ``-(\\d+)$``.
+
+    Raises
+    ------
+    InputError
+        ``pattern`` is not a regular expression with a group, ``batch_key`` is already an
+        ``obs`` column, or a cell name has no match (the message gives how many and one of
+        them).
+    """
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise InputError(f"batch_pattern {pattern!r} is not a regular expression: {err}") from None
+    if regex.groups < 1:
+        raise InputError(
+            f"batch_pattern {pattern!r} has no group: put the batch in parentheses, e.g. ^([^:]+):"
+        )
+    if batch_key in adata.obs.columns:
+        raise InputError(
+            f"batch_pattern: obs[{batch_key!r}] already exists; name the batch_key of the "
+            "pattern's column otherwise, or use the existing column without batch_pattern"
+        )
+    found = [regex.search(str(name)) for name in adata.obs_names]
+    missing = [str(n) for n, m in zip(adata.obs_names, found, strict=True) if m is None]
+    if missing:
+        raise InputError(
+            f"batch_pattern {pattern!r} matches no part of {len(missing)} of {adata.n_obs} "
+            f"cell names (e.g. {missing[0]!r})"
+        )
+    batches = [m.group(1) for m in found]
+    adata.obs[batch_key] = pd.Categorical(batches, categories=sorted(set(batches)))
+    _log.info(
+        "obs[%r] from the cell names (%s): %s",
+        batch_key,
+        pattern,
+        ", ".join(f"{b} {n}" for b, n in adata.obs[batch_key].value_counts().items()),
+    )

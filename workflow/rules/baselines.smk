@@ -15,6 +15,7 @@ rule baseline:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
         baselines=lambda wildcards: baseline_settings(wildcards.method),
+        batch=lambda wildcards: baseline_batch(wildcards.dataset),
         run_config=checked_run_config,
     threads: 2
     log:
@@ -45,6 +46,7 @@ rule scvi:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         seed=lambda wildcards: int(wildcards.seed),
         baselines=lambda wildcards: baseline_settings(wildcards.method),
+        batch=lambda wildcards: baseline_batch(wildcards.dataset),
         run_config=checked_run_config,
     threads: 4
     resources:

@@ -73,6 +73,11 @@ for _name, _entry in config["datasets"].items():
         )
     if isinstance(_proportions, list) and not any(_proportions):
         _config_error(f"datasets.{_name}.simulate.proportions", "the weights are all zero")
+    if _entry.get("batch_pattern") is not None and _entry.get("batch_key") is None:
+        _config_error(
+            f"datasets.{_name}.batch_pattern",
+            "name the column it makes with batch_key (e.g. batch_key: plate)",
+        )
 
 # What a dataset's cells must hold is checked here, before any job, where the config tells the
 # cells (a simulated dataset) or a local .h5ad's index does; other files' cells are checked as
@@ -164,9 +169,17 @@ def dataset_entry(wildcards):
 
 
 def download_entry(wildcards):
-    """The dataset's entry as the download step reads it: without `n_clusters`, which it only
-    checks (from the config), so that changing K reruns no preprocessing."""
-    return {k: v for k, v in dataset_entry(wildcards).items() if k != "n_clusters"}
+    """The dataset's entry as the download step reads it: without `n_clusters` and
+    `batch_key`, which it only checks (from the config), so that changing K or the batch key
+    reruns no QC (`batch_pattern`, which makes a column, stays)."""
+    return {
+        k: v for k, v in dataset_entry(wildcards).items() if k not in ("n_clusters", "batch_key")
+    }
+
+
+def batch_key(dataset):
+    """The dataset's batch column (`batch_key`), None when it has none."""
+    return config["datasets"][dataset].get("batch_key")
 
 
 def local_source(wildcards):
@@ -201,19 +214,37 @@ def settings_hash(settings):
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def preprocess_settings(step):
+#: Settings that act only on a dataset with a `batch_key`: left out of the other datasets'
+#: settings, so that their files keep the names (hashes) of a config without them.
+BATCH_SETTINGS = {"normalize": ("hvg_per_batch",), "graph": ("batch_correction",)}
+
+
+def step_section(step, dataset):
+    """The config section of ``step`` (normalize or graph) as the dataset's files depend on
+    it: with its `batch_key` added, or without the settings that act only with one."""
+    key = batch_key(dataset)
+    found = {
+        k: v for k, v in config[step].items() if key is not None or k not in BATCH_SETTINGS[step]
+    }
+    return found if key is None else {**found, "batch_key": key}
+
+
+def preprocess_settings(step, dataset=None):
     """Every setting the file of ``step`` (qc, normalize or graph) depends on beyond the
-    dataset, t and K: its own and those of the steps before it."""
+    dataset, t and K: its own and those of the steps before it (the dataset's `batch_key`
+    among them; ``dataset`` may be None for qc)."""
     settings = {"qc": config["qc"]}
     if step in ("normalize", "graph"):
-        settings["normalize"] = {k: v for k, v in config["normalize"].items() if k != "n_top_genes"}
+        found = step_section("normalize", dataset)
+        settings["normalize"] = {k: v for k, v in found.items() if k != "n_top_genes"}
     if step == "graph":
-        settings["graph"] = {k: v for k, v in config["graph"].items() if k != "n_neighbors"}
+        found = step_section("graph", dataset)
+        settings["graph"] = {k: v for k, v in found.items() if k != "n_neighbors"}
     return settings
 
 
-def preprocess_hash(step):
-    return settings_hash(preprocess_settings(step))
+def preprocess_hash(step, dataset=None):
+    return settings_hash(preprocess_settings(step, dataset))
 
 
 #: The preprocessing files as the rules make them ({hash}: :func:`preprocess_hash` of the step).
@@ -223,20 +254,16 @@ GRAPH_FILE = "results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.h5ad"
 
 
 def qc_file():
-    """The config's QC file ({dataset} left as a wildcard)."""
+    """The config's QC file ({dataset} left as a wildcard: QC does not depend on the batch)."""
     return QC_FILE.replace("{hash}", preprocess_hash("qc"))
 
 
-def normalized_file(t):
-    return NORMALIZED_FILE.replace("{t}", str(t)).replace("{hash}", preprocess_hash("normalize"))
+def normalized_file(t, dataset):
+    return NORMALIZED_FILE.format(dataset=dataset, t=t, hash=preprocess_hash("normalize", dataset))
 
 
-def graph_file(t, k):
-    return (
-        GRAPH_FILE.replace("{t}", str(t))
-        .replace("{k}", str(k))
-        .replace("{hash}", preprocess_hash("graph"))
-    )
+def graph_file(t, k, dataset):
+    return GRAPH_FILE.format(dataset=dataset, t=t, k=k, hash=preprocess_hash("graph", dataset))
 
 
 def checked_preprocess_settings(step):
@@ -245,13 +272,13 @@ def checked_preprocess_settings(step):
     by the current config's hash (a file of other settings cannot be made again from it)."""
 
     def settings(wildcards):
-        expected = preprocess_hash(step)
+        expected = preprocess_hash(step, wildcards.dataset)
         if wildcards.hash != expected:
             raise ValueError(
                 f"results/{wildcards.dataset}/preprocess/ files named {wildcards.hash} were made "
                 f"with other {step} settings than the config's ({expected}); ask for those instead"
             )
-        found = preprocess_settings(step)
+        found = preprocess_settings(step, wildcards.dataset)
         if "normalize" in found:
             found["normalize"] = {**found["normalize"], "n_top_genes": int(wildcards.t)}
         if "graph" in found:
@@ -288,8 +315,8 @@ def run_config(dataset, method):
         spec = xp.deep_spec(method, t=T, k=K)
         return {
             "qc": config["qc"],
-            "normalize": {**config["normalize"], "n_top_genes": spec.t},
-            "graph": {**config["graph"], "n_neighbors": spec.k},
+            "normalize": {**step_section("normalize", dataset), "n_top_genes": spec.t},
+            "graph": {**step_section("graph", dataset), "n_neighbors": spec.k},
             **xp.merge_params(MODEL_PARAMS, spec.overrides),  # preset, model, train
             "n_clusters": entry["n_clusters"],
             "deterministic": config["deterministic"],
@@ -299,9 +326,20 @@ def run_config(dataset, method):
         "baselines": baseline_settings(method),
         "n_clusters": entry["n_clusters"],
     }
+    if batch_key(dataset) is not None:
+        found["batch"] = baseline_batch(dataset)
     if xp.needs_n_clusters(method) and entry["n_clusters"] == "auto":  # K from the graph
-        found["graph_file"] = graph_file(T, K).format(dataset=dataset)
+        found["graph_file"] = graph_file(T, K, dataset)
     return found
+
+
+def baseline_batch(dataset):
+    """How a baseline treats the dataset's batch: its key and scDSEC's correction (the same
+    corrected PCs for every method); empty without a batch key."""
+    key = batch_key(dataset)
+    if key is None:
+        return {}
+    return {"batch_key": key, "batch_correction": config["graph"]["batch_correction"]}
 
 
 def run_params(dataset, method):
@@ -356,7 +394,7 @@ def train_graph(wildcards):
     """The graph a deep method trains on (its own t or K for the sensitivity variants)."""
     checked_run_config(wildcards)
     spec = deep_spec(wildcards)
-    return graph_file(spec.t, spec.k).format(dataset=wildcards.dataset)
+    return graph_file(spec.t, spec.k, wildcards.dataset)
 
 
 def train_params(wildcards):
@@ -368,7 +406,7 @@ def baseline_graph(wildcards):
     """The kNN graph, for the estimate of K when a baseline that needs K has `auto`."""
     checked_run_config(wildcards)
     if xp.needs_n_clusters(wildcards.method) and dataset_entry(wildcards)["n_clusters"] == "auto":
-        return graph_file(T, K).format(dataset=wildcards.dataset)
+        return graph_file(T, K, wildcards.dataset)
     return []
 
 
@@ -378,8 +416,8 @@ def preprocess_benchmarks(dataset, method):
         return []
     spec = xp.deep_spec(method, t=T, k=K)
     return [
-        f"results/{dataset}/benchmarks/normalize_t{spec.t}_{preprocess_hash('normalize')}.tsv",
-        f"results/{dataset}/benchmarks/graph_t{spec.t}_k{spec.k}_{preprocess_hash('graph')}.tsv",
+        f"results/{dataset}/benchmarks/normalize_t{spec.t}_{preprocess_hash('normalize', dataset)}.tsv",
+        f"results/{dataset}/benchmarks/graph_t{spec.t}_k{spec.k}_{preprocess_hash('graph', dataset)}.tsv",
     ]
 
 
@@ -454,7 +492,7 @@ def sensitivity_entries(wildcards=None):
 
 def experiment_graphs(wildcards=None):
     """Each experiment dataset's graph file (for its true labels)."""
-    return {d: graph_file(T, K).format(dataset=d) for d in EXPERIMENT_DATASETS}
+    return {d: graph_file(T, K, d) for d in EXPERIMENT_DATASETS}
 
 
 def entry_files(entries):

@@ -4,7 +4,7 @@ rule evaluate:
     embedding), k-means in the embedding vs the PCA space, time and memory (one row each in
     metrics.tsv)."""
     input:
-        graph=graph_file(T, K),
+        graph=lambda wildcards: graph_file(T, K, wildcards.dataset),
         results=evaluate_inputs,
     output:
         tsv="results/{dataset}/metrics.tsv",
@@ -21,6 +21,7 @@ rule evaluate:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         kmeans_n_init=config["baselines"]["kmeans_n_init"],
         label_key=lambda wildcards: dataset_entry(wildcards).get("labels") or "label",
+        batch_key=lambda wildcards: batch_key(wildcards.dataset),
     log:
         "logs/{dataset}/evaluate.log",
     benchmark:

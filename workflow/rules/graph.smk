@@ -1,7 +1,7 @@
 rule graph:
     """PCA and the symmetrised Euclidean kNN graph (docs/method.md §2)."""
     input:
-        normalized_file("{t}"),
+        lambda wildcards: normalized_file(wildcards.t, wildcards.dataset),
     output:
         h5ad=GRAPH_FILE,
         settings="results/{dataset}/preprocess/graph_t{t}_k{k}_{hash}.yaml",

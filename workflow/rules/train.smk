@@ -16,6 +16,7 @@ rule train:
         n_clusters=lambda wildcards: dataset_entry(wildcards)["n_clusters"],
         model=train_params,
         seed=lambda wildcards: int(wildcards.seed),
+        batch_key=lambda wildcards: batch_key(wildcards.dataset),
         deterministic=config["deterministic"],
         run_config=checked_run_config,
         # outside the outputs, which Snakemake deletes before it reruns a job

@@ -17,5 +17,6 @@ with step_log(snakemake.log[0], threads=snakemake.threads):
         seed=snakemake.params.seed,
         params=snakemake.params.baselines,
         graph=snakemake.input.graph or None,
+        **snakemake.params.batch,  # batch_key and batch_correction, with a batch key
     )
     write_params(snakemake.output.params, snakemake.params.run_config)

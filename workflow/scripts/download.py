@@ -7,8 +7,9 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))
 
 from scdsec.pipeline import import_dataset, step_log
 
-# The cells read are checked against K and the number of clusters before anything is
-# written; read from the config (not params) so that changing them does not rerun the step.
+# The cells read are checked against K, the number of clusters and the batch key before
+# anything is written; read from the config (not params) so that changing them does not
+# rerun the step.
 name = snakemake.wildcards.dataset
 with step_log(snakemake.log[0], threads=snakemake.threads):
     import_dataset(
@@ -18,4 +19,5 @@ with step_log(snakemake.log[0], threads=snakemake.threads):
         cache_dir=snakemake.params.cache_dir,
         n_neighbors=snakemake.config["graph"]["n_neighbors"],
         n_clusters=snakemake.config["datasets"][name]["n_clusters"],
+        batch_key=snakemake.config["datasets"][name].get("batch_key"),
     )

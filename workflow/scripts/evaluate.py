@@ -17,5 +17,6 @@ with step_log(snakemake.log[0], threads=snakemake.threads):
         n_clusters=snakemake.params.n_clusters,
         kmeans_n_init=snakemake.params.kmeans_n_init,
         label_key=snakemake.params.label_key,
+        batch_key=snakemake.params.batch_key,
         html=snakemake.output.html,
     )

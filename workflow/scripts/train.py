@@ -20,6 +20,7 @@ with step_log(snakemake.log[0], threads=snakemake.threads, resume=resume):
         n_clusters=snakemake.params.n_clusters,
         params=snakemake.params.model,
         seed=snakemake.params.seed,
+        batch_key=snakemake.params.batch_key,
         threads=snakemake.threads,
         deterministic=snakemake.params.deterministic,
         # not params: how often to save does not change the result, so it reruns nothing
