@@ -297,7 +297,7 @@ class SCDSEC:
                 x=hashlib.sha256(np.ascontiguousarray(data.x).data).hexdigest(),
                 device=device.type,
                 deterministic=deterministic,
-                # only with a batch key, so that runs without one keep their fingerprint
+                # with a batch key, which batch each cell is in (none added without one)
                 **({} if self.batch_key is None else self._batch_facts(data)),
             )
             saver = TrainingCheckpoint(checkpoint, checkpoint_every, run)
