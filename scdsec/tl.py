@@ -26,6 +26,7 @@ def cluster(
     *,
     params: Params | Mapping | str | None = None,
     seed: int = 0,
+    batch_key: str | None = None,
     n_runs: int = 1,
     device: str = "auto",
     threads: int | None = None,
@@ -49,6 +50,13 @@ def cluster(
         ``{"preset": ..., "model": {...}, "train": {...}}`` as in ``config.yaml``.
     seed
         Seed of the weights, the sampled non-edges and k-means.
+    batch_key
+        An ``adata.obs`` column giving each cell's batch (sample, donor, platform …). With
+        ``model.batch_covariate`` (default true) the expression decoder is conditioned on the
+        batch, as scVI's is, so the embedding need not encode it (see
+        :class:`scdsec.model.SCDSEC`). The graph and the PCA the centres start from are the
+        ones ``adata`` holds (a corrected PCA when the graph step built the graph on one).
+        Recorded in ``uns[key_added]["batch_key"]`` (None without one). Default: no batch.
     n_runs
         Size of the ensemble. 1 (default): one model. 3 or more: ``n_runs`` models with the
         seeds :func:`scdsec.consensus.ensemble_seeds` ``(seed, n_runs)``, each stored under
@@ -62,7 +70,8 @@ def cluster(
         :meth:`scdsec.model.SCDSEC.train`). None: no checkpoints.
     key_added
         ``obs[key_added]`` gets the labels, ``obsm["X_" + key_added]`` the embedding,
-        ``obsm[key_added + "_q"]`` the soft assignment, ``uns[key_added]`` the record.
+        ``obsm[key_added + "_q"]`` the soft assignment, ``uns[key_added]`` the record
+        (parameters, seed, ``batch_key``, …).
         With an ensemble, ``obs[key_added]`` holds the consensus and
         ``obs[key_added + "_agreement"]`` each cell's agreement, ``obsm["X_" + key_added]`` the
         first run's embedding, and no soft assignment under ``key_added``.
@@ -79,7 +88,8 @@ def cluster(
     ValueError
         ``n_runs`` not an integer of 1 or at least 3.
     scdsec.InputError
-        ``adata`` not prepared, ``n_clusters`` outside 2 … ``n_obs``, or bad ``params``.
+        ``adata`` not prepared, ``n_clusters`` outside 2 … ``n_obs``, bad ``params``, or
+        ``obs[batch_key]`` missing, with missing values or with fewer than 2 batches.
     RuntimeError
         ``device="cuda"`` without a visible CUDA device.
     """
@@ -95,7 +105,13 @@ def cluster(
     first = None
     found: list[int] = []
     for r, run_seed in enumerate(seeds):
-        model = SCDSEC(adata, "auto" if estimated else int(n_clusters), params, seed=run_seed)
+        model = SCDSEC(
+            adata,
+            "auto" if estimated else int(n_clusters),
+            params,
+            seed=run_seed,
+            batch_key=batch_key,
+        )
         model.train(
             device=device,
             threads=threads,
@@ -116,7 +132,8 @@ def cluster(
     runs = [f"{key_added}_run{r}" for r in range(n_runs)]
     adata.obsm[f"X_{key_added}"] = adata.obsm[f"X_{runs[0]}"]  # for plots: the first run's
     consensus(adata, runs, k, seed=seed, key_added=key_added)
-    how = ("params", "device", "threads", "deterministic")  # the same for every run
+    # the same for every run
+    how = ("params", "batch_key", "device", "threads", "deterministic")
     adata.uns[key_added].update(
         {
             "seed": seed,
@@ -127,6 +144,8 @@ def cluster(
             "provenance": provenance(),
         }
     )
+    if batch_key is not None:
+        adata.uns[key_added]["batch_categories"] = adata.uns[runs[0]]["batch_categories"]
     return first
 
 

@@ -196,9 +196,9 @@ def test_masked_pretraining_hides_genes_from_the_input_only(monkeypatch):
     real_forward = SCDSEC(adata, 3, seed=0, **TINY).module.__class__.forward
     real_rec = _losses.reconstruction_mse
 
-    def forward(self, x, adj, size_factors):
+    def forward(self, x, adj, size_factors, batch=None):
         seen.append(float((x == 0).float().mean()))
-        return real_forward(self, x, adj, size_factors)
+        return real_forward(self, x, adj, size_factors, batch)
 
     def rec(reconstruction, x):
         scored.append(float((x == 0).float().mean()))

@@ -7,6 +7,9 @@ and each epoch joins a shuffled few parts into each batch, so every cell is seen
 epoch and most of its edges with it. Both are :class:`CellBatches`: the loop does not know
 which it has. Nothing here forms an N×N dense matrix; counts stay sparse until a batch
 reaches the device.
+
+(A *batch* of cells is a training step's; the *batch* of a cell, with a batch key, is its
+sample, donor or platform, read by :func:`read_batch_codes` and carried as ``batch`` codes.)
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ import torch
 from .._errors import InputError
 from ._graph import normalize_adjacency, pair_keys, to_torch_sparse, upper_edges
 
+#: Where the graph step records the representation it built the kNN graph on
+#: (``uns[GRAPH_KEY]["use_rep"]``); absent: ``obsm["X_pca"]``.
+GRAPH_KEY = "scdsec_graph"
+DEFAULT_REP = "X_pca"
+
 # batch_size "auto": one batch of every cell up to this many cells, else mini-batches of about
 # this many (TrainParams.batch_size says why).
 AUTO_BATCH_SIZE = 8_192
@@ -39,6 +47,8 @@ class CellData:
     counts: sp.csr_matrix | None  # raw counts of the t genes (needed for training only)
     size_factors: np.ndarray | None  # per-cell size factors (needed for training only)
     pca: np.ndarray | None  # the graph step's PCA coordinates (center_init "pca" or "both")
+    batch: np.ndarray | None = None  # each cell's batch code (int64, N) with a batch key
+    pca_key: str = DEFAULT_REP  # the obsm key ``pca`` was read from (or is missing under)
 
     @property
     def n_cells(self) -> int:
@@ -56,13 +66,26 @@ class Batch:
     adj: torch.Tensor  # normalised adjacency Â of the induced subgraph, sparse B × B
     edges: torch.Tensor | None  # (E, 2) edges i < j of the induced subgraph; None for inference
     edge_keys: torch.Tensor | None  # sorted pair keys of ``edges`` on the CPU (non-edge sampling)
+    batch: torch.Tensor | None = None  # batch codes (int64, B), None without a batch key
 
     def __len__(self) -> int:
         return len(self.index)
 
 
-def read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> CellData:
+def read_cells(
+    adata: ad.AnnData,
+    genes: list[str] | None,
+    training: bool,
+    *,
+    batch_key: str | None = None,
+    batch_categories: list[str] | None = None,
+) -> CellData:
     """Check the input contract and read the arrays; ``genes`` reorders the columns.
+
+    The PCA coordinates for the centres' start are those the graph step built the graph on:
+    ``obsm[uns["scdsec_graph"]["use_rep"]]`` (e.g. ``"X_pca_harmony"`` after a batch
+    correction), else ``obsm["X_pca"]``. With ``batch_key`` each cell's batch code is read by
+    :func:`read_batch_codes` (against ``batch_categories`` when given).
 
     Raises
     ------
@@ -95,8 +118,105 @@ def read_cells(adata: ad.AnnData, genes: list[str] | None, training: bool) -> Ce
             raise InputError("adata.obs['scdsec_size_factor'] must be finite and positive")
     elif training:
         raise InputError("adata.obs['scdsec_size_factor'] is missing")
-    pca = adata.obsm.get("X_pca")  # a view, read only when a centre start needs it
-    return CellData(x=x, adj=adj, counts=counts, size_factors=size_factors, pca=pca)
+    pca_key = graph_representation(adata)
+    # a view, read only when a centre start needs it; scanpy's use_rep "X" is X itself
+    pca = x if pca_key == "X" else adata.obsm.get(pca_key)
+    batch = None
+    if batch_key is not None:
+        batch, _ = read_batch_codes(adata, batch_key, batch_categories)
+    return CellData(
+        x=x,
+        adj=adj,
+        counts=counts,
+        size_factors=size_factors,
+        pca=pca,
+        batch=batch,
+        pca_key=pca_key,
+    )
+
+
+def graph_representation(adata: ad.AnnData) -> str:
+    """The ``obsm`` key of the representation the kNN graph was built on.
+
+    ``uns["scdsec_graph"]["use_rep"]`` when the graph step recorded one (scanpy's word), else
+    ``"X_pca"``.
+
+    Raises
+    ------
+    InputError
+        If ``use_rep`` is recorded but is not a non-empty string.
+    """
+    record = adata.uns.get(GRAPH_KEY)
+    if not isinstance(record, dict) or record.get("use_rep") is None:
+        return DEFAULT_REP
+    key = record["use_rep"]
+    if not isinstance(key, str) or not key:
+        raise InputError(f"adata.uns[{GRAPH_KEY!r}]['use_rep'] must name an obsm key, got {key!r}")
+    return key
+
+
+def read_batch_codes(
+    adata: ad.AnnData, batch_key: str, categories: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Each cell's batch, from ``adata.obs[batch_key]`` (scanpy's and scvi-tools' ``batch_key``).
+
+    Values are compared as strings (a categorical, integer or string column all work).
+
+    Parameters
+    ----------
+    adata
+        The cells.
+    batch_key
+        The ``obs`` column holding each cell's batch (sample, donor, plate, platform …).
+    categories
+        The batches a trained model knows (sorted strings); None: take them from the column,
+        which must then hold at least 2.
+
+    Returns
+    -------
+    codes
+        Each cell's batch as an int64 position in ``categories`` (length N).
+    categories
+        The batches, sorted as strings.
+
+    Raises
+    ------
+    InputError
+        If the column is missing, holds missing values (NaN/None), has fewer than 2 distinct
+        values (``categories`` None), or holds batches not in ``categories``; the message names
+        the column.
+    """
+    if not isinstance(batch_key, str) or not batch_key:
+        raise InputError(f"batch_key must name a column of adata.obs, got {batch_key!r}")
+    where = f"adata.obs[{batch_key!r}]"
+    if batch_key not in adata.obs.columns:
+        shown = ", ".join(repr(str(c)) for c in list(adata.obs.columns)[:10]) or "none"
+        raise InputError(f"{where} is missing: batch_key names no obs column (columns: {shown})")
+    column = adata.obs[batch_key]
+    missing = int(column.isna().sum())
+    if missing:
+        raise InputError(
+            f"{where} has {missing} missing value(s) (NaN) of {len(column)}: every cell needs "
+            "a batch"
+        )
+    values = column.astype(str).to_numpy()
+    present = sorted(set(values))
+    if categories is None:
+        if len(present) < 2:
+            only = f"one value ({present[0]!r})" if present else "no values"
+            raise InputError(f"{where} has {only}: a batch key needs at least 2 batches")
+        categories = present
+    else:
+        categories = [str(c) for c in categories]
+        unknown = sorted(set(present) - set(categories))
+        if unknown:
+            raise InputError(
+                f"{where} holds batches the model was not trained on: {unknown[:10]} "
+                f"(it knows {categories[:10]}{' …' if len(categories) > 10 else ''})"
+            )
+    position = {c: i for i, c in enumerate(categories)}
+    codes = np.fromiter((position[v] for v in values), dtype=np.int64, count=len(values))
+    return codes, categories
 
 
 def _gene_order(adata: ad.AnnData, genes: list[str]) -> np.ndarray | None:
@@ -150,6 +270,9 @@ def make_batch(
         else:  # sparse over the bus, dense on the device
             counts = _sparse_rows(rows, pin).to(device, non_blocking=pin).to_dense()
         size_factors = torch.from_numpy(data.size_factors[index]).to(device)
+    batch = None
+    if data.batch is not None:
+        batch = torch.from_numpy(np.ascontiguousarray(data.batch[index])).to(device)
     return Batch(
         index=torch.from_numpy(np.asarray(index, dtype=np.int64)).to(device),
         x=(x.pin_memory() if pin else x).to(device, non_blocking=pin),
@@ -158,6 +281,7 @@ def make_batch(
         adj=to_torch_sparse(normalize_adjacency(sub), device),
         edges=edges,
         edge_keys=edge_keys,
+        batch=batch,
     )
 
 

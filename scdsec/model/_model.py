@@ -21,7 +21,7 @@ from ..graph import check_cell_count
 from ..provenance import plain, provenance
 from . import _training
 from ._checkpoint import TrainingCheckpoint, fingerprint
-from ._data import CellBatches, CellData, make_batch, read_cells
+from ._data import CellBatches, CellData, make_batch, read_batch_codes, read_cells
 from ._modules import SCDSECModule
 from ._params import ModelParams, Params, TrainParams, get_preset
 
@@ -65,8 +65,22 @@ class SCDSEC:
     seed
         Seeds the weight initialisation, the non-edge sampling and k-means; the same seed on
         the CPU gives the same labels.
+    batch_key
+        An ``obs`` column giving each cell's batch (sample, donor, platform …; categorical or
+        anything read as strings), scanpy's and scvi-tools' ``batch_key``. With
+        ``batch_covariate`` (default) the expression decoder is conditioned on the one-hot
+        batch, as scVI conditions its decoder, so that ``Z`` need not encode it; the encoder
+        never sees it. The batches (sorted strings) are kept as ``batch_categories`` and
+        saved with the model; new cells given to the inference methods need the same column,
+        with known batches only. None (default): no batch, the network of earlier versions.
     **model_kwargs
         Single :class:`ModelParams` fields overriding ``params``, e.g. ``alpha=0.3``.
+
+    Raises
+    ------
+    InputError
+        If ``adata`` is not prepared, ``n_clusters`` is out of range, a parameter is bad, or
+        ``obs[batch_key]`` is missing, holds missing values or fewer than 2 batches.
 
     Examples
     --------
@@ -82,6 +96,7 @@ class SCDSEC:
         params: ModelParams | Params | str | None = None,
         *,
         seed: int = 0,
+        batch_key: str | None = None,
         **model_kwargs: Any,
     ) -> None:
         resolved = _resolve_params(params, model_kwargs)
@@ -100,6 +115,8 @@ class SCDSEC:
                 f"adata.uns[{PREPROCESS_KEY!r}]['genes'] differs from adata.var_names: the "
                 "AnnData was subset or reordered after preprocessing"
             )
+        # before the Leiden estimate under auto, which takes a while
+        categories = None if batch_key is None else read_batch_codes(adata, batch_key)[1]
         auto = n_clusters == "auto"
         estimate = None
         if auto:
@@ -112,9 +129,19 @@ class SCDSEC:
         if n_clusters < 2:
             raise InputError(f"n_clusters must be at least 2, got {n_clusters}")
         check_cell_count(adata.n_obs, n_clusters=int(n_clusters))
-        data = read_cells(adata, genes=None, training=True)
+        data = read_cells(
+            adata, genes=None, training=True, batch_key=batch_key, batch_categories=categories
+        )
         self._setup(
-            int(n_clusters), resolved, seed, genes, plain(preprocess), auto=auto, estimate=estimate
+            int(n_clusters),
+            resolved,
+            seed,
+            genes,
+            plain(preprocess),
+            auto=auto,
+            estimate=estimate,
+            batch_key=batch_key,
+            batch_categories=categories,
         )
         self.adata: ad.AnnData | None = adata
         self._data: CellData | None = data
@@ -129,6 +156,8 @@ class SCDSEC:
         *,
         auto: bool = False,
         estimate: dict | None = None,
+        batch_key: str | None = None,
+        batch_categories: list[str] | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.n_clusters_auto = auto
@@ -140,17 +169,29 @@ class SCDSEC:
         self.seed = int(seed)
         self.genes = genes
         self.preprocess = preprocess
+        #: The ``obs`` column of the cells' batches, and the batches (sorted strings); None
+        #: without a batch key.
+        self.batch_key = batch_key
+        self.batch_categories = None if batch_categories is None else list(batch_categories)
         settings.seed_everything(self.seed)
-        self.module = SCDSECModule(len(genes), n_clusters, **dataclasses.asdict(params.model))
+        self.module = SCDSECModule(
+            len(genes),
+            n_clusters,
+            **dataclasses.asdict(params.model),
+            n_batches=len(self.batch_categories or ()),
+        )
         self.is_trained = False
         self._history = pd.DataFrame(columns=list(HISTORY_COLUMNS))
         self._run: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         state = "trained" if self.is_trained else "not trained"
+        batches = ""
+        if self.batch_key is not None:
+            batches = f", {len(self.batch_categories)} batches in obs[{self.batch_key!r}]"
         return (
-            f"SCDSEC({len(self.genes)} genes, {self.n_clusters} clusters, seed {self.seed}, "
-            f"{state}; {self.params.model})"
+            f"SCDSEC({len(self.genes)} genes, {self.n_clusters} clusters{batches}, seed "
+            f"{self.seed}, {state}; {self.params.model})"
         )
 
     @property
@@ -256,6 +297,8 @@ class SCDSEC:
                 x=hashlib.sha256(np.ascontiguousarray(data.x).data).hexdigest(),
                 device=device.type,
                 deterministic=deterministic,
+                # with a batch key, which batch each cell is in (none added without one)
+                **({} if self.batch_key is None else self._batch_facts(data)),
             )
             saver = TrainingCheckpoint(checkpoint, checkpoint_every, run)
         rows = _training.fit(
@@ -276,7 +319,25 @@ class SCDSEC:
         settings.logger.info("scDSEC: trained in %.1f s", time.perf_counter() - start)
         return self
 
+    def _batch_facts(self, data: CellData) -> dict[str, Any]:
+        codes = np.ascontiguousarray(data.batch)
+        return {
+            "batch_key": self.batch_key,
+            "batch_categories": self.batch_categories,
+            "batches": hashlib.sha256(codes.data).hexdigest(),
+        }
+
     # ------------------------------------------------------------------ inference
+
+    def _read(self, adata: ad.AnnData, training: bool) -> CellData:
+        """Cells prepared like the training cells, their batches read as the model's."""
+        return read_cells(
+            adata,
+            genes=self.genes,
+            training=training,
+            batch_key=self.batch_key,
+            batch_categories=self.batch_categories,
+        )
 
     def _encode(self, adata: ad.AnnData | None) -> torch.Tensor:
         """Z of the training cells (``adata=None``) or of other prepared cells."""
@@ -285,7 +346,7 @@ class SCDSEC:
                 raise InputError("this model holds no cells: pass adata=...")
             data = self._data
         else:
-            data = read_cells(adata, genes=self.genes, training=False)
+            data = self._read(adata, training=False)
         device = next(self.module.parameters()).device
         everyone = make_batch(data, np.arange(data.n_cells), device, training=False)
         return _training.embed(self.module, everyone)
@@ -296,8 +357,15 @@ class SCDSEC:
         Parameters
         ----------
         adata
-            Cells prepared like the training cells (same genes, ``X`` and ``obsp["knn"]``);
-            default: the training cells.
+            Cells prepared like the training cells (same genes, ``X`` and ``obsp["knn"]``;
+            with a batch key, ``obs[batch_key]`` holding batches the model knows); default:
+            the training cells.
+
+        Raises
+        ------
+        InputError
+            If ``adata`` lacks what the model reads (the message names it) or holds batches
+            the model was not trained on.
         """
         return self._encode(adata).cpu().numpy()
 
@@ -317,8 +385,9 @@ class SCDSEC:
 
         Sets ``obs[key_added]`` (categorical labels "0" … "K−1"), ``obsm["X_" + key_added]``
         (the embedding), ``obsm[key_added + "_q"]`` (the soft assignment) and
-        ``uns[key_added]`` (parameters, seed, device, threads, provenance with versions, and the
-        loss history as a dict of lists).
+        ``uns[key_added]`` (parameters, seed, ``batch_key`` (None without one) and, with one,
+        ``batch_categories``, device, threads, provenance with versions, and the loss history
+        as a dict of lists).
 
         Parameters
         ----------
@@ -343,6 +412,8 @@ class SCDSEC:
             "params": self.params.to_dict(),
             "n_clusters": self.n_clusters,
             "seed": self.seed,
+            "batch_key": self.batch_key,
+            **({} if self.batch_key is None else {"batch_categories": self.batch_categories}),
             **self._run,
             "provenance": provenance(),
             "history": _history_dict(self._history),
@@ -353,7 +424,8 @@ class SCDSEC:
     def save(self, dir_path: str | Path, overwrite: bool = False) -> None:
         """Write a checkpoint folder: ``model.pt`` (weights) and ``model.json`` (the rest).
 
-        ``model.json`` holds the constructor arguments, the gene names, everything needed to
+        ``model.json`` holds the constructor arguments (with the batch key and the batches), the
+        gene names, everything needed to
         prepare new cells the same way (``uns["scdsec_preprocess"]``: genes, scaling mean and
         std, median library size, clip), the training parameters, history and provenance.
 
@@ -380,6 +452,8 @@ class SCDSEC:
             "params": self.params.to_dict(),
             "genes": self.genes,
             "preprocess": self.preprocess,
+            "batch_key": self.batch_key,
+            "batch_categories": self.batch_categories,
             "is_trained": self.is_trained,
             "run": self._run,
             "history": _history_dict(self._history),
@@ -398,12 +472,16 @@ class SCDSEC:
             The checkpoint folder.
         adata
             Cells to attach (used when no ``adata`` is passed to the inference methods, and
-            for further training). Its genes must be the model's, in any order.
+            for further training). Its genes must be the model's, in any order; with a batch
+            key it needs ``obs[batch_key]`` with batches the model knows.
 
         Raises
         ------
         InputError
-            If ``adata``'s genes differ from the model's (the message names the mismatch).
+            If ``adata``'s genes differ from the model's (the message names the mismatch), or
+            its batches do not fit the model's.
+
+        Checkpoints written before batch keys existed load as models without one.
         """
         path = Path(dir_path)
         try:
@@ -418,6 +496,8 @@ class SCDSEC:
             meta["genes"],
             meta["preprocess"],
             estimate=meta["run"].get("n_clusters_estimate"),
+            batch_key=meta.get("batch_key"),
+            batch_categories=meta.get("batch_categories"),
         )
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         model.module.load_state_dict(state)
@@ -426,7 +506,7 @@ class SCDSEC:
         model._run = meta["run"]
         model._history = pd.DataFrame(meta["history"], columns=list(HISTORY_COLUMNS))
         model.adata = adata
-        model._data = None if adata is None else read_cells(adata, model.genes, training=False)
+        model._data = None if adata is None else model._read(adata, training=False)
         return model
 
 

@@ -123,6 +123,11 @@ class DecoderOutput(NamedTuple):
 class ExpressionDecoder(nn.Module):
     """Mirrored MLP from ``Z`` with a reconstruction head and three ZINB heads.
 
+    With ``n_batches`` = B > 0 the one-hot batch of each cell (B columns) is concatenated to the
+    input of every hidden layer and of the four heads, scVI's "deeply injected" covariate
+    (Lopez et al. 2018, Nat. Methods): the decoder can explain batch effects in the counts
+    itself, so ``Z`` need not encode the batch. The encoder never sees it.
+
     Parameters
     ----------
     latent_dim
@@ -131,26 +136,57 @@ class ExpressionDecoder(nn.Module):
         Widths of the hidden layers (ReLU), e.g. ``(2000, 500, 500)``; may be empty.
     n_output
         Number of genes.
+    n_batches
+        Number of batches B conditioning the decoder; 0 (default): no covariate, and the
+        parameters (shapes and initialisation order) are those of a decoder without one.
     """
 
-    def __init__(self, latent_dim: int, hidden: tuple[int, ...], n_output: int) -> None:
+    def __init__(
+        self, latent_dim: int, hidden: tuple[int, ...], n_output: int, n_batches: int = 0
+    ) -> None:
         super().__init__()
+        self.n_batches = int(n_batches)
+        extra = self.n_batches
         widths = [latent_dim, *hidden]
         layers: list[nn.Module] = []
         for a, b in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+            layers += [nn.Linear(a + extra, b), nn.ReLU()]
         self.hidden = nn.Sequential(*layers)
-        self.reconstruction = nn.Linear(widths[-1], n_output)
-        self.mean = nn.Linear(widths[-1], n_output)
-        self.dispersion = nn.Linear(widths[-1], n_output)
-        self.dropout = nn.Linear(widths[-1], n_output)
+        self.reconstruction = nn.Linear(widths[-1] + extra, n_output)
+        self.mean = nn.Linear(widths[-1] + extra, n_output)
+        self.dispersion = nn.Linear(widths[-1] + extra, n_output)
+        self.dropout = nn.Linear(widths[-1] + extra, n_output)
 
-    def forward(self, z: torch.Tensor, size_factors: torch.Tensor) -> DecoderOutput:
-        """Decode ``z`` (N × latent); ``size_factors`` (N) scale the ZINB mean."""
-        hidden = self.hidden(z)
-        mean = torch.clamp(torch.exp(self.mean(hidden)), *MEAN_RANGE) * size_factors[:, None]
-        dispersion = torch.clamp(nn.functional.softplus(self.dispersion(hidden)), *DISPERSION_RANGE)
-        return DecoderOutput(self.reconstruction(hidden), mean, dispersion, self.dropout(hidden))
+    def forward(
+        self, z: torch.Tensor, size_factors: torch.Tensor, batch: torch.Tensor | None = None
+    ) -> DecoderOutput:
+        """Decode ``z`` (N × latent); ``size_factors`` (N) scale the ZINB mean.
+
+        ``batch`` holds each cell's batch code (int64, N, values in 0 … B − 1); it is read
+        only when the decoder has a covariate (``n_batches`` > 0), and then required.
+        """
+        if self.n_batches == 0:
+            hidden = self.hidden(z)
+            heads_in = hidden
+        else:
+            if batch is None:
+                raise ValueError(
+                    f"this decoder is conditioned on {self.n_batches} batches: pass each "
+                    "cell's batch code"
+                )
+            one_hot = nn.functional.one_hot(batch, self.n_batches).to(z.dtype)
+            hidden = z
+            for layer in self.hidden:
+                is_linear = isinstance(layer, nn.Linear)
+                hidden = layer(torch.cat([hidden, one_hot], dim=1) if is_linear else hidden)
+            heads_in = torch.cat([hidden, one_hot], dim=1)
+        mean = torch.clamp(torch.exp(self.mean(heads_in)), *MEAN_RANGE) * size_factors[:, None]
+        dispersion = torch.clamp(
+            nn.functional.softplus(self.dispersion(heads_in)), *DISPERSION_RANGE
+        )
+        return DecoderOutput(
+            self.reconstruction(heads_in), mean, dispersion, self.dropout(heads_in)
+        )
 
 
 class StudentTAssignment(nn.Module):
@@ -204,8 +240,12 @@ class SCDSECModule(nn.Module):
         Number of genes.
     n_clusters
         Number of clusters ``K``.
-    dims, alpha, fusion, gcn_input, variant, use_ae, use_gcn
+    dims, alpha, fusion, gcn_input, variant, use_ae, use_gcn, batch_covariate
         See :class:`scdsec.model.ModelParams`.
+    n_batches
+        Number of batches B (0: no batch key). With ``batch_covariate`` and B > 0 the
+        expression decoder is conditioned on the one-hot batch (:class:`ExpressionDecoder`);
+        otherwise the network is the one without a batch key.
     """
 
     def __init__(
@@ -219,18 +259,30 @@ class SCDSECModule(nn.Module):
         variant: Variant = "scdsec",
         use_ae: bool = True,
         use_gcn: bool = True,
+        batch_covariate: bool = True,
+        n_batches: int = 0,
     ) -> None:
         super().__init__()
         dims = tuple(dims)
         self.encoder = StructureEnhancedEncoder(
             n_input, dims, alpha, fusion, gcn_input, variant, use_ae, use_gcn
         )
-        self.decoder = ExpressionDecoder(dims[-1], tuple(reversed(dims[:-1])), n_input)
+        self.decoder = ExpressionDecoder(
+            dims[-1],
+            tuple(reversed(dims[:-1])),
+            n_input,
+            n_batches=n_batches if batch_covariate else 0,
+        )
         self.assignment = StudentTAssignment(n_clusters, dims[-1])
 
     def forward(
-        self, x: torch.Tensor, adj: torch.Tensor, size_factors: torch.Tensor
+        self,
+        x: torch.Tensor,
+        adj: torch.Tensor,
+        size_factors: torch.Tensor,
+        batch: torch.Tensor | None = None,
     ) -> ModuleOutput:
-        """Encode, decode and softly assign the cells ``x`` on the graph ``adj``."""
+        """Encode, decode and softly assign the cells ``x`` on the graph ``adj``; ``batch``
+        (int64 codes, N) reaches the decoder only (see :class:`ExpressionDecoder`)."""
         z = self.encoder(x, adj)
-        return ModuleOutput(z, self.decoder(z, size_factors), self.assignment(z))
+        return ModuleOutput(z, self.decoder(z, size_factors, batch), self.assignment(z))

@@ -58,6 +58,13 @@ class ModelParams:
     # Build the external (GCN) stack; False is the "w/o GCN" ablation (internal stack only, alpha
     # is then irrelevant). Default: both stacks, as published.
     use_gcn: bool = True
+    # With a batch key (SCDSEC(..., batch_key=)): concatenate each cell's one-hot batch to the
+    # input of every hidden layer and of the heads of the expression decoder, as scVI
+    # conditions its decoder (Lopez et al. 2018), so that Z need not encode the batch; the
+    # encoder never sees it. False: the batch key is recorded but the network ignores it.
+    # Default true: it acts only when a batch key is given; without one the network is the
+    # same either way.
+    batch_covariate: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", tuple(self.dims))

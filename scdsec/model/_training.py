@@ -21,10 +21,11 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from tqdm import tqdm
 
 from .. import settings
+from .._errors import InputError
 from ..graph import pca as principal_components
 from . import _losses
 from ._checkpoint import TrainingCheckpoint
-from ._data import Batch, CellBatches
+from ._data import DEFAULT_REP, GRAPH_KEY, Batch, CellBatches
 from ._graph import sample_non_edges
 from ._merge import DISTINCT_BELOW, ClusterStatistics, merge_clusters
 from ._modules import SCDSECModule
@@ -322,7 +323,7 @@ def _step(
     if target is None and tp.mask_fraction > 0:  # masked-gene pretraining: hide, then predict
         hidden = torch.rand(x.shape, generator=generator) < tp.mask_fraction
         x = x.masked_fill(hidden.to(x.device), 0.0)
-    out = module(x, batch.adj, batch.size_factors)
+    out = module(x, batch.adj, batch.size_factors, batch.batch)  # the batch: decoder only
     non_edges = sample_non_edges(batch.edge_keys, len(batch), len(batch.edges), generator)
     terms = {
         "zinb": _losses.zinb_nll(batch.counts, *out.decoded[1:]),
@@ -385,6 +386,12 @@ def _init_centers(
         centers = kmeans.cluster_centers_
     else:
         data = batches.data
+        if data.pca is None and data.pca_key != DEFAULT_REP:  # a corrected PCA is not redone
+            raise InputError(
+                f"adata.obsm[{data.pca_key!r}] is missing: the graph was built on it "
+                f"(adata.uns[{GRAPH_KEY!r}]['use_rep']), and center_init "
+                f"{tp.center_init!r} reads it"
+            )
         if data.pca is None:  # as the graph step computes it
             settings.logger.info("scDSEC: adata.obsm['X_pca'] is absent: PCA of adata.X")
             data.pca = principal_components(data.x)
