@@ -106,7 +106,9 @@ def standard_pipeline(
     A new AnnData of the selected genes: ``X`` scaled, ``layers['log1p']`` the log-normalised
     values, ``obsm['X_pca']`` (with Harmony also ``obsm['X_pca_harmony']``),
     ``obsp['connectivities']``/``obsp['distances']``, and ``uns['scdsec_use_rep']``: the
-    ``obsm`` key the neighbours were found on.
+    ``obsm`` key of the PCs the methods cluster (``'X_pca_harmony'`` with Harmony, on which
+    the neighbours are found; else ``'X_pca'``, the neighbours where scanpy's default puts
+    them).
 
     Raises
     ------
@@ -140,7 +142,13 @@ def standard_pipeline(
 
             use_rep = "X_pca_harmony"
             adata.obsm[use_rep] = harmony_correct(adata.obsm["X_pca"], batches, seed=seed)
-        sc.pp.neighbors(adata, n_neighbors=int(n_neighbors), use_rep=use_rep, random_state=seed)
+        # Without Harmony, scanpy's own choice as before (X_pca; X itself under 50 genes).
+        sc.pp.neighbors(
+            adata,
+            n_neighbors=int(n_neighbors),
+            use_rep=use_rep if use_rep != "X_pca" else None,
+            random_state=seed,
+        )
     if hvg_batch_key is not None:
         del adata.obs[hvg_batch_key]
     adata.uns["scdsec_use_rep"] = use_rep

@@ -388,9 +388,14 @@ def test_baseline_step_records_the_batch_key(two_batches, tmp_path):
     path = tmp_path / "counts.h5ad"
     two_batches.write_h5ad(path)
     baselines.baseline_step(
-        path, tmp_path / "out", method="kmeans_pca", n_clusters=3, seed=0, params=STD,
+        path,
+        tmp_path / "out",
+        method="kmeans_pca",
+        n_clusters=3,
+        seed=0,
+        params=STD,
         batch_key="batch",
-    )  # fmt: skip
+    )
     written = ad.read_h5ad(tmp_path / "out" / "kmeans_pca.h5ad")
     assert written.uns["kmeans_pca"]["batch_key"] == "batch"
     assert written.uns["kmeans_pca"]["use_rep"] == "X_pca_harmony"
