@@ -7,7 +7,7 @@ import numbers
 
 from ._errors import InputError
 
-__all__ = ["check_cell_count"]
+__all__ = ["check_batch_key", "check_cell_count"]
 
 
 def check_cell_count(
@@ -82,3 +82,61 @@ def h5ad_n_obs(path) -> int | None:
             return int(index.shape[0])
     except Exception:  # noqa: BLE001 - any surprise: not known before reading
         return None
+
+
+def check_batch_key(obs, key: str, *, setting: str = "batch_key"):
+    """The batches of the cells: ``obs[key]`` as a categorical of strings, checked.
+
+    The one check of a batch column (scanpy's and scvi-tools' ``batch_key``: a sample, donor,
+    plate or platform per cell) that every step given one makes, so that all refuse the same
+    columns with the same message.
+
+    Parameters
+    ----------
+    obs
+        The cells' annotations (``adata.obs``), a :class:`pandas.DataFrame`.
+    key
+        The column that holds each cell's batch.
+    setting
+        The setting the user changes, as the message names it (``"batch_key"``,
+        ``"datasets.pbmc.batch_key"``, ``"--batch-key"``).
+
+    Returns
+    -------
+    A :class:`pandas.Categorical` of length ``n_cells``: each cell's batch as a string, the
+    categories the batches present, sorted (as strings: ``"1" < "10" < "2"``).
+
+    Raises
+    ------
+    InputError
+        ``key`` is not a column of ``obs``, a cell has no batch (NaN, None, empty), or all
+        cells share one batch; one line naming the column and what is wrong with it.
+    """
+    import pandas as pd
+
+    if not isinstance(key, str) or not key:
+        raise InputError(f"{setting} = {key!r}: expected the name of a column of obs")
+    if key not in obs.columns:
+        shown = ", ".join(map(repr, list(map(str, obs.columns))[:10]))
+        more = f" (and {len(obs.columns) - 10} more)" if len(obs.columns) > 10 else ""
+        raise InputError(
+            f"{setting} = {key!r}: obs has no column {key!r}; its columns are "
+            f"{shown or 'none'}{more}"
+        )
+    values = obs[key]
+    missing = values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
+    if missing.any():
+        raise InputError(
+            f"obs[{key!r}] has no batch for {int(missing.sum())} of {len(values)} cells "
+            f"(missing or empty values; {setting} = {key!r}): give every cell a batch, or "
+            "remove those cells"
+        )
+    text = values.astype(str).to_numpy()
+    batches = sorted(set(text))
+    if len(batches) < 2:
+        one = f"one value ({batches[0]!r})" if batches else "no values (no cells)"
+        raise InputError(
+            f"obs[{key!r}] has {one}: a batch key needs at least 2 batches "
+            f"({setting} = {key!r}; leave it unset for a single batch)"
+        )
+    return pd.Categorical(text, categories=batches)

@@ -10,6 +10,13 @@
   standard set-up). Optional: without scvi-tools the result says that the method is missing
   and why (:class:`MissingDependency`).
 
+With a batch key (a column of ``obs`` naming each cell's sample, donor or platform) the
+methods run scanpy's standard integrated pipeline: highly variable genes ranked per batch
+(scanpy's ``batch_key``), PCA, Harmony on the PCs (``obsm['X_pca_harmony']``, the same
+correction as scDSEC's graph, :func:`scdsec.graph.harmony_correct`), the neighbour graph on the
+corrected PCs (``use_rep='X_pca_harmony'``); Leiden and k-means cluster those. scVI gets the
+batch as its covariate (``setup_anndata(batch_key=...)``) and ranks its genes per batch.
+
 The seed of the run is every step's ``random_state``. :func:`baseline_step` is the workflow's
 file-level step.
 """
@@ -29,7 +36,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._checks import check_batch_key
+from ._errors import InputError
 from .experiments import BASELINES, SCVI_BASELINES
+from .graph import BATCH_CORRECTIONS, BatchCorrection
 
 logger = logging.getLogger("scdsec")
 
@@ -75,6 +85,8 @@ def standard_pipeline(
     n_pcs: int = 50,
     n_neighbors: int = 15,
     seed: int = 0,
+    batch_key: str | None = None,
+    batch_correction: BatchCorrection = "harmony",
 ) -> ad.AnnData:
     """scanpy's standard preprocessing of raw counts, with scanpy's own defaults.
 
@@ -83,33 +95,89 @@ def standard_pipeline(
     clipping), PCA with ``n_pcs`` components (capped at the data's rank) and
     ``sc.pp.neighbors`` with ``n_neighbors`` neighbours (UMAP connectivities).
 
+    With ``batch_key`` (a column of ``counts.obs``), scanpy's integrated pipeline: the genes
+    are ranked per batch (``highly_variable_genes(batch_key=...)``) and, under
+    ``batch_correction="harmony"``, Harmony corrects the PCs
+    (:func:`scdsec.graph.harmony_correct`, seeded) into ``obsm['X_pca_harmony']``, on which
+    the neighbours are found (``use_rep='X_pca_harmony'``); ``"none"`` keeps the plain PCs.
+
     Returns
     -------
     A new AnnData of the selected genes: ``X`` scaled, ``layers['log1p']`` the log-normalised
-    values, ``obsm['X_pca']``, ``obsp['connectivities']``/``obsp['distances']``.
+    values, ``obsm['X_pca']`` (with Harmony also ``obsm['X_pca_harmony']``),
+    ``obsp['connectivities']``/``obsp['distances']``, and ``uns['scdsec_use_rep']``: the
+    ``obsm`` key of the PCs the methods cluster (``'X_pca_harmony'`` with Harmony, on which
+    the neighbours are found; else ``'X_pca'``, the neighbours where scanpy's default puts
+    them).
+
+    Raises
+    ------
+    InputError
+        A batch key whose column is missing, has missing values or one value; an unknown
+        ``batch_correction``.
     """
     import scanpy as sc
 
+    batches = _batches(counts, batch_key, batch_correction)
     adata = ad.AnnData(X=_counts_csr(counts), obs=counts.obs.copy(), var=counts.var[[]].copy())
+    hvg_batch_key = None
+    if batches is not None:
+        hvg_batch_key = "_scdsec_batch"
+        adata.obs[hvg_batch_key] = batches
+    use_rep = "X_pca"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sc.pp.normalize_total(adata)
         sc.pp.log1p(adata)
         if n_top_genes < adata.n_vars:
-            sc.pp.highly_variable_genes(adata, n_top_genes=int(n_top_genes), subset=True)
+            sc.pp.highly_variable_genes(
+                adata, n_top_genes=int(n_top_genes), subset=True, batch_key=hvg_batch_key
+            )
         adata.layers["log1p"] = adata.X.copy()
         sc.pp.scale(adata)
         n_comps = min(int(n_pcs), adata.n_obs - 1, adata.n_vars - 1)
         sc.pp.pca(adata, n_comps=n_comps, random_state=seed)
-        sc.pp.neighbors(adata, n_neighbors=int(n_neighbors), random_state=seed)
+        if batches is not None and batch_correction == "harmony":
+            from .graph import harmony_correct
+
+            use_rep = "X_pca_harmony"
+            adata.obsm[use_rep] = harmony_correct(adata.obsm["X_pca"], batches, seed=seed)
+        # Without Harmony, scanpy's own choice as before (X_pca; X itself under 50 genes).
+        sc.pp.neighbors(
+            adata,
+            n_neighbors=int(n_neighbors),
+            use_rep=use_rep if use_rep != "X_pca" else None,
+            random_state=seed,
+        )
+    if hvg_batch_key is not None:
+        del adata.obs[hvg_batch_key]
+    adata.uns["scdsec_use_rep"] = use_rep
     logger.info(
-        "Standard pipeline: %d cells, %d genes, %d PCs, %d neighbours",
+        "Standard pipeline: %d cells, %d genes, %d PCs%s, %d neighbours",
         adata.n_obs,
         adata.n_vars,
         n_comps,
+        ""
+        if batches is None
+        else f" ({len(batches.categories)} batches of obs['{batch_key}'], "
+        f"{'Harmony' if use_rep == 'X_pca_harmony' else 'not corrected'})",
         n_neighbors,
     )
     return adata
+
+
+def _batches(
+    counts: ad.AnnData, batch_key: str | None, batch_correction: str
+) -> pd.Categorical | None:
+    """The cells' batches (checked), or None without a batch key."""
+    if batch_key is None:
+        return None
+    if batch_correction not in BATCH_CORRECTIONS:
+        raise InputError(
+            f"baselines batch_correction = {batch_correction!r}; expected one of "
+            f"{', '.join(map(repr, BATCH_CORRECTIONS))}"
+        )
+    return check_batch_key(counts.obs, batch_key)
 
 
 def leiden_clusters(
@@ -217,6 +285,8 @@ def scvi_latent(
     n_latent: int = 10,
     max_epochs: int | None = None,
     seed: int = 0,
+    batch_key: str | None = None,
+    batch_correction: BatchCorrection = "harmony",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """scVI's latent representation of raw counts, with scvi-tools' standard set-up.
 
@@ -224,11 +294,19 @@ def scvi_latent(
     genes available), ``SCVI(n_latent=...)`` trained for ``max_epochs`` (None: scvi-tools'
     own rule) with ``scvi.settings.seed = seed``, on the first GPU when there is one.
 
+    With ``batch_key`` (a column of ``counts.obs``), scvi-tools' integration set-up: the genes
+    ranked per batch (scanpy's ``batch_key``) and, unless ``batch_correction="none"``, the
+    batch registered as scVI's covariate (``setup_anndata(batch_key=...)``: the encoder and
+    the decoder are given each cell's batch, so the latent space need not hold it).
+
     Raises
     ------
     MissingDependency
         When scvi-tools cannot be imported (install the ``scvi`` extra).
+    InputError
+        A batch key whose column is missing, has missing values or one value.
     """
+    batches = _batches(counts, batch_key, batch_correction)
     try:
         import scvi
     except Exception as err:  # noqa: BLE001 - any import failure means the method is missing
@@ -240,14 +318,23 @@ def scvi_latent(
 
     adata = ad.AnnData(X=_counts_csr(counts), obs=counts.obs[[]].copy(), var=counts.var[[]].copy())
     adata.layers["counts"] = adata.X.copy()
+    hvg_batch_key = covariate = None
+    if batches is not None:
+        hvg_batch_key = "_scdsec_batch"
+        adata.obs[hvg_batch_key] = batches
+        covariate = hvg_batch_key if batch_correction != "none" else None
     if n_top_genes < adata.n_vars:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sc.pp.highly_variable_genes(
-                adata, n_top_genes=int(n_top_genes), flavor="seurat_v3", subset=True
+                adata,
+                n_top_genes=int(n_top_genes),
+                flavor="seurat_v3",
+                subset=True,
+                batch_key=hvg_batch_key,
             )
     scvi.settings.seed = seed
-    scvi.model.SCVI.setup_anndata(adata, layer="counts")
+    scvi.model.SCVI.setup_anndata(adata, layer="counts", batch_key=covariate)
     model = scvi.model.SCVI(adata, n_latent=int(n_latent))
     gpu = _cuda_available()
     if gpu:
@@ -274,6 +361,9 @@ def scvi_latent(
         else -1,
         "device": "cuda" if gpu else "cpu",
     }
+    if batches is not None:
+        info["n_batches"] = int(len(batches.categories))
+        info["batch_covariate"] = covariate is not None
     if gpu:
         import torch
 
@@ -297,6 +387,8 @@ def run_baseline(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     trained_scvi: tuple[np.ndarray, dict[str, Any]] | None = None,
+    batch_key: str | None = None,
+    batch_correction: BatchCorrection = "harmony",
 ) -> BaselineResult:
     """Run one baseline on QC'd raw counts.
 
@@ -317,11 +409,25 @@ def run_baseline(
         For a scVI method: ``(latent, info)`` as :func:`scvi_latent` returned it for these
         counts, seed and scVI parameters, clustered instead of training scVI again (so that
         ``scvi_leiden`` and ``scvi_kmeans`` can share one training).
+    batch_key
+        A column of ``counts.obs`` naming each cell's batch, or ``None``. With it the
+        standard-pipeline methods run scanpy's integrated pipeline and scVI gets the batch
+        (:func:`standard_pipeline`, :func:`scvi_latent`): Leiden runs on the graph of the
+        corrected PCs, k-means on the corrected PCs, which are the embedding returned.
+    batch_correction
+        With ``batch_key``: ``"harmony"`` (Harmony on the PCs; scVI's batch covariate) or
+        ``"none"`` (genes still ranked per batch, nothing corrected). Ignored without one.
 
     Returns
     -------
     The labels and embedding; for a scVI method without scvi-tools, a result with status
-    ``missing``, no labels and the reason.
+    ``missing``, no labels and the reason. With a batch key ``info`` also holds
+    ``batch_key``, ``batch_correction`` and (standard pipeline) ``use_rep``.
+
+    Raises
+    ------
+    InputError
+        A batch key whose column is missing, has missing values or one value.
     """
     if method not in BASELINES:
         raise ValueError(f"unknown baseline {method!r}; known: {list(BASELINES)}")
@@ -331,11 +437,16 @@ def run_baseline(
     if method in ("leiden_k", "kmeans_pca", "scvi_kmeans") and not n_clusters:
         raise ValueError(f"{method} needs n_clusters")
     info: dict[str, Any] = {"method": method, "seed": seed}
+    batch = {}
+    if batch_key is not None:
+        _batches(counts, batch_key, batch_correction)  # refused before anything runs
+        batch = {"batch_key": batch_key, "batch_correction": batch_correction}
+        info.update(batch)
 
     if method in SCVI_BASELINES:
         if trained_scvi is None:
             try:
-                trained_scvi = scvi_latent(counts, seed=seed, **scvi_params)
+                trained_scvi = scvi_latent(counts, seed=seed, **scvi_params, **batch)
             except MissingDependency as err:
                 logger.warning("%s is missing: %s", method, err)
                 return BaselineResult(None, None, info, status="missing", reason=str(err))
@@ -364,9 +475,13 @@ def run_baseline(
         n_pcs=std["n_pcs"],
         n_neighbors=std["n_neighbors"],
         seed=seed,
+        **batch,
     )
-    pcs = adata.obsm["X_pca"]
+    # With Harmony the corrected PCs, on which the neighbours were also found.
+    pcs = adata.obsm[adata.uns["scdsec_use_rep"]]
     info["standard_pipeline"] = {k: std[k] for k in ("n_top_genes", "n_pcs", "n_neighbors")}
+    if batch:
+        info["use_rep"] = adata.uns["scdsec_use_rep"]
     if method == "leiden":
         labels = leiden_clusters(adata, resolution=std["resolution"], seed=seed)
         info["resolution"] = float(std["resolution"])
@@ -400,6 +515,8 @@ def baseline_step(
     seed: int = 0,
     params: Mapping[str, Any] | None = None,
     graph: str | os.PathLike | None = None,
+    batch_key: str | None = None,
+    batch_correction: BatchCorrection = "harmony",
 ) -> BaselineResult:
     """Read QC'd counts, run :func:`run_baseline`, write the results into ``out_dir``.
 
@@ -410,7 +527,9 @@ def baseline_step(
     ``reason``, the parameters and the seed. ``n_clusters='auto'`` uses
     :func:`scdsec.clustering.n_clusters_estimate` on ``graph`` (the workflow's kNN graph),
     with the same seed as scDSEC, so both get the same estimate (recorded, with its range, in
-    ``uns[method]['n_clusters_estimate']``).
+    ``uns[method]['n_clusters_estimate']``). ``batch_key`` and ``batch_correction`` go to
+    :func:`run_baseline`; with a batch key both are recorded in ``uns[method]`` and among the
+    run's parameters.
     """
     from pathlib import Path
 
@@ -432,7 +551,10 @@ def baseline_step(
         else:
             k = int(n_clusters)
             check_cells(counts, input, n_clusters=k)
-    result = run_baseline(method, counts, n_clusters=k, seed=seed, params=params)
+    batch = {}
+    if batch_key is not None:
+        batch = {"batch_key": batch_key, "batch_correction": batch_correction}
+    result = run_baseline(method, counts, n_clusters=k, seed=seed, params=params, **batch)
 
     uns = {
         **result.info,
@@ -465,7 +587,9 @@ def baseline_step(
         )
     compact.uns[method] = _jsonable(uns)
     record(
-        compact, method, _jsonable({"n_clusters": n_clusters, "seed": seed, **dict(params or {})})
+        compact,
+        method,
+        _jsonable({"n_clusters": n_clusters, "seed": seed, **dict(params or {}), **batch}),
     )
     with atomic_path(out / "clusters.tsv") as tmp:
         cells.to_csv(tmp, sep="\t", index=False)

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from ._checks import check_cell_count  # noqa: F401 (scdsec.graph.check_cell_count)
+from ._checks import (
+    check_batch_key,
+    check_cell_count,  # noqa: F401 (scdsec.graph.check_cell_count)
+)
+from ._errors import InputError
 
 logger = logging.getLogger("scdsec")
 
 KnnMethod = Literal["auto", "exact", "approximate"]
+BatchCorrection = Literal["harmony", "none"]
+BATCH_CORRECTIONS: tuple[str, ...] = ("harmony", "none")
+#: Harmony's rounds of clustering and correction: harmonypy's default (and R harmony's), which
+#: scanpy's ``external.pp.harmony_integrate`` keeps; it stops earlier once converged.
+HARMONY_MAX_ITER = 10
 
 
 def pca(x: np.ndarray, n_components: int = 50, seed: int = 0) -> np.ndarray:
@@ -22,6 +32,77 @@ def pca(x: np.ndarray, n_components: int = 50, seed: int = 0) -> np.ndarray:
 
     n = min(int(n_components), x.shape[0] - 1, x.shape[1])
     return PCA(n_components=n, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def harmony_correct(
+    x_pca: np.ndarray,
+    batches,
+    *,
+    seed: int = 0,
+    max_iter: int = HARMONY_MAX_ITER,
+    n_jobs: int | None = None,
+) -> np.ndarray:
+    """Harmony's batch-corrected principal components (Korsunsky et al. 2019, *Nature
+    Methods* 16:1289), through harmonypy.
+
+    Harmony alternates a soft k-means of the cells in PC space, penalised towards clusters
+    that hold every batch in proportion (diversity penalty θ = 2), with a per-cluster linear
+    correction that removes each batch's offset from its cells. harmonypy's defaults
+    otherwise (``nclust = min(N / 30, 100)``, at least 1; σ = 0.1; λ estimated), the
+    settings scanpy's ``external.pp.harmony_integrate`` runs it with.
+
+    Parameters
+    ----------
+    x_pca
+        PCA coordinates, cells × PCs.
+    batches
+        Each cell's batch, length ``n_cells`` (:func:`scdsec._checks.check_batch_key`'s
+        categorical, or any array of labels), at least 2 distinct.
+    seed
+        harmonypy's ``random_state`` (its k-means initialisation).
+    max_iter
+        harmonypy's ``max_iter_harmony``.
+    n_jobs
+        Threads of harmonypy's backend; ``None``: ``OMP_NUM_THREADS`` when set (as
+        :func:`scdsec.settings.limit_threads` sets it for a workflow step), else harmonypy's
+        own choice (one per physical core). The result does not depend on it.
+
+    Returns
+    -------
+    The corrected coordinates, float32, same shape as ``x_pca`` (cells × PCs).
+    """
+    import harmonypy
+    import pandas as pd
+
+    x = np.asarray(x_pca, dtype=np.float64)
+    n_cells = x.shape[0]
+    labels = np.asarray(batches).astype(str)
+    if labels.shape != (n_cells,):
+        raise ValueError(f"{labels.shape[0]} batch labels for {n_cells} cells")
+    threads = n_jobs if n_jobs and n_jobs > 0 else _env_threads()
+    result = harmonypy.run_harmony(
+        # PCs × cells: harmonypy reads either orientation from which side matches the cells,
+        # and takes this one when both do (as many PCs as cells).
+        x.T,
+        pd.DataFrame({"batch": labels}),
+        "batch",
+        nclust=max(1, min(round(n_cells / 30), 100)),
+        max_iter_harmony=int(max_iter),
+        random_state=int(seed),
+        verbose=False,
+        ncores=threads or 0,
+    )
+    z = np.asarray(result.Z_corr)
+    if z.shape != x.shape:  # older harmonypy releases returned PCs × cells
+        z = z.T
+    return np.ascontiguousarray(z, dtype=np.float32)
+
+
+def _env_threads() -> int | None:
+    try:
+        return int(os.environ.get("OMP_NUM_THREADS", "")) or None
+    except ValueError:
+        return None
 
 
 def knn_indices(
@@ -173,30 +254,83 @@ def build_knn_graph(
     exact_max_cells: int = 50_000,
     seed: int = 0,
     n_jobs: int | None = None,
+    batch_key: str | None = None,
+    batch_correction: BatchCorrection = "harmony",
 ) -> ad.AnnData:
     """PCA of ``adata.X`` and the symmetrised Euclidean kNN graph on it.
 
-    Returns a copy with ``obsm['X_pca']``, ``obsp['knn']`` (binary, symmetric, sparse,
-    no self loops; self loops are added when the GCN propagates) and
-    ``uns['scdsec_graph']`` (settings and edge count; with the approximate index also
-    ``recall``, :func:`knn_recall` on 1,000 cells).
+    Parameters
+    ----------
+    adata
+        The network input (cells × genes), e.g. from :func:`scdsec.preprocessing.normalize`.
+    n_neighbors, n_pcs
+        K of the kNN graph; principal components (capped at the data's rank).
+    method, exact_max_cells, n_jobs
+        The neighbour search (:func:`knn_indices`); ``n_jobs`` also Harmony's threads.
+    seed
+        The PCA's, the approximate index's and Harmony's random state.
+    batch_key
+        A column of ``obs`` naming each cell's batch, or ``None``
+        (:func:`scdsec._checks.check_batch_key`).
+    batch_correction
+        With ``batch_key``: ``"harmony"`` corrects the PCs for the batches
+        (:func:`harmony_correct`) and the graph is built on the corrected PCs (scanpy's
+        integrated pipeline: ``harmony_integrate``, then ``neighbors(use_rep=
+        'X_pca_harmony')``); ``"none"`` builds it on the plain PCs (the batches are only
+        recorded). Ignored without a batch key.
+
+    Returns
+    -------
+    A copy with ``obsm['X_pca']`` (the plain PCA, cells × PCs, float32), with Harmony also
+    ``obsm['X_pca_harmony']`` (same shape, float32), ``obsp['knn']`` (binary, symmetric,
+    sparse, no self loops; self loops are added when the GCN propagates) and
+    ``uns['scdsec_graph']``: settings, edge count, ``use_rep`` (the ``obsm`` key the graph
+    was built on: ``'X_pca'`` or ``'X_pca_harmony'``), with a batch key ``batch_key`` and
+    ``batch_correction``, and with the approximate index ``recall`` (:func:`knn_recall` on
+    1,000 cells).
 
     Raises
     ------
     InputError
-        Fewer than ``n_neighbors + 1`` cells (:func:`check_cell_count`).
+        Fewer than ``n_neighbors + 1`` cells (:func:`check_cell_count`); a batch key whose
+        column is missing, has missing values or one value; an unknown ``batch_correction``.
     """
     check_cell_count(adata.n_obs, n_neighbors=n_neighbors)
+    batches = None
+    if batch_key is not None:
+        if batch_correction not in BATCH_CORRECTIONS:
+            raise InputError(
+                f"graph.batch_correction = {batch_correction!r}; expected one of "
+                f"{', '.join(map(repr, BATCH_CORRECTIONS))}"
+            )
+        batches = check_batch_key(adata.obs, batch_key)
     x = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
     x_pca = pca(x, n_pcs, seed=seed)
+    use_rep, x_graph = "X_pca", x_pca
+    if batches is not None and batch_correction == "harmony":
+        use_rep = "X_pca_harmony"
+        x_graph = harmony_correct(x_pca, batches, seed=seed, n_jobs=n_jobs)
+        logger.info(
+            "Graph: Harmony on %d PCs across the %d batches of obs['%s']",
+            x_pca.shape[1],
+            len(batches.categories),
+            batch_key,
+        )
     neighbors = knn_indices(
-        x_pca, n_neighbors, method=method, exact_max_cells=exact_max_cells, seed=seed, n_jobs=n_jobs
+        x_graph,
+        n_neighbors,
+        method=method,
+        exact_max_cells=exact_max_cells,
+        seed=seed,
+        n_jobs=n_jobs,
     )
     a = knn_adjacency(neighbors)
     backend = knn_backend(x.shape[0], method, exact_max_cells)
     exact = backend != "approximate"
     out = adata.copy()
     out.obsm["X_pca"] = x_pca
+    if use_rep != "X_pca":
+        out.obsm[use_rep] = x_graph
     out.obsp["knn"] = a
     out.uns["scdsec_graph"] = {
         "n_neighbors": int(n_neighbors),
@@ -204,9 +338,12 @@ def build_knn_graph(
         "method": backend,
         "n_edges": int(a.nnz // 2),
         "seed": int(seed),
+        "use_rep": use_rep,
     }
+    if batch_key is not None:
+        out.uns["scdsec_graph"].update(batch_key=batch_key, batch_correction=batch_correction)
     if not exact:
-        recall = knn_recall(x_pca, neighbors, seed=seed)
+        recall = knn_recall(x_graph, neighbors, seed=seed)
         out.uns["scdsec_graph"]["recall"] = recall
         logger.info("Graph: approximate kNN, recall %.4f against exact search", recall)
     logger.info(

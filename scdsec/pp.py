@@ -23,7 +23,10 @@ def prepare(
 
     Each mapping holds keyword arguments of :func:`qc_filter`, :func:`normalize` and
     :func:`build_knn_graph` (the ``qc``, ``normalize`` and ``graph`` sections of
-    ``config.yaml``); the defaults are the paper's.
+    ``config.yaml``); the defaults are the paper's. For cells from several batches, name the
+    ``obs`` column in both later steps: ``normalize_params={"batch_key": "donor"}`` ranks
+    the highly variable genes per batch, ``graph={"batch_key": "donor"}`` corrects the PCs
+    with Harmony (``obsm['X_pca_harmony']``) and builds the graph on them.
     """
     adata = qc_filter(adata, **dict(qc or {}))
     adata = normalize(adata, **dict(normalize_params or {}))

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._checks import check_batch_key
 from ._errors import InputError
 
 logger = logging.getLogger("scdsec")
@@ -460,6 +461,8 @@ def normalize(
     n_top_genes: int = 1000,
     flavor: HVGFlavor = "seurat",
     clip: float | None = 10.0,
+    batch_key: str | None = None,
+    hvg_per_batch: bool = True,
 ) -> ad.AnnData:
     """Size-factor normalise, log, select HVGs and scale them into the network input.
 
@@ -477,6 +480,21 @@ def normalize(
         coincide, which scanpy refuses; they are then merged (:func:`_cell_ranger_hvg`).
     clip
         Clip the scaled values at ``±clip`` (``None`` = no clipping).
+    batch_key
+        A column of ``obs`` naming each cell's batch (sample, donor, plate, platform;
+        checked by :func:`scdsec._checks.check_batch_key`), or ``None``. With
+        ``hvg_per_batch`` the highly variable genes are chosen as scanpy's
+        ``highly_variable_genes(batch_key=...)`` chooses them: each batch's genes with counts
+        are ranked within the batch, and the genes are ordered by the number of batches in
+        which they are among the top ``t`` (``seurat``, ``cell_ranger``; ties by their mean
+        normalised dispersion) or by their median rank across batches (``seurat_v3``; ties
+        by that number), so that a gene variable within batches wins over one that only
+        differs between them. ``cell_ranger`` on a batch whose percentile bins coincide
+        merges them, as without batches (:func:`_cell_ranger_hvg`). The size factors,
+        the log and the scaling stay pooled over all cells.
+    hvg_per_batch
+        Rank the genes per batch (above); ``False`` ranks them on all cells pooled, as
+        without a batch key. Acts only with ``batch_key``.
 
     Returns
     -------
@@ -486,14 +504,19 @@ def normalize(
     ``obs['scdsec_size_factor']`` (from all kept genes, median 1),
     ``var['scdsec_mean']``/``var['scdsec_std']``
     (the scaling), and ``uns['scdsec_preprocess']`` with everything needed to prepare new
-    cells the same way.
+    cells the same way (with a batch key also ``batch_key`` and ``hvg_per_batch``; without
+    one these keys are absent).
 
     Raises
     ------
     InputError
         No gene has counts, or a cell has none (it has no size factor): the message gives
-        the counts.
+        the counts. A batch key whose column is missing, has missing values or one value
+        (:func:`scdsec._checks.check_batch_key`); a batch too small for the per-batch ranking
+        (fewer than :data:`HVG_MIN_BATCH_CELLS` cells, or one the flavor cannot rank): the
+        message names the batch and its cell count.
     """
+    batches = check_batch_key(adata.obs, batch_key) if batch_key is not None else None
     counts = _as_csr(adata.X)
     totals = np.asarray(counts.sum(axis=1)).ravel()
     with_counts = np.asarray(counts.sum(axis=0)).ravel() > 0
@@ -516,12 +539,22 @@ def normalize(
     if t < n_candidates:
         genes = np.flatnonzero(with_counts)
         data = counts if flavor == "seurat_v3" else lognorm
-        hvg[genes] = _highly_variable(data[:, genes], adata.var_names[genes], t, flavor)
+        hvg[genes] = _highly_variable(
+            data[:, genes],
+            adata.var_names[genes],
+            t,
+            flavor,
+            batches=batches if hvg_per_batch else None,
+            batch_key=batch_key,
+        )
     logger.info(
-        "Normalise: %d highly variable genes of %d with counts (flavor %s)",
+        "Normalise: %d highly variable genes of %d with counts (flavor %s%s)",
         hvg.sum(),
         n_candidates,
         flavor,
+        f", ranked in each of the {len(batches.categories)} batches of obs['{batch_key}']"
+        if batches is not None and hvg_per_batch
+        else "",
     )
 
     log_hvg = lognorm[:, hvg]
@@ -554,24 +587,45 @@ def normalize(
         "median_library_size": float(np.median(np.asarray(counts.sum(axis=1)).ravel())),
         "n_genes_before_hvg": int(counts.shape[1]),
     }
+    if batch_key is not None:
+        out.uns["scdsec_preprocess"].update(batch_key=batch_key, hvg_per_batch=bool(hvg_per_batch))
     return out
 
 
+#: The fewest cells a batch needs for the per-batch ranking of highly variable genes: a gene's
+#: variance (the numerator of every flavor's dispersion) needs two cells.
+HVG_MIN_BATCH_CELLS = 2
+
+
 def _highly_variable(
-    x: sp.csr_matrix, var_names: pd.Index, t: int, flavor: HVGFlavor
+    x: sp.csr_matrix,
+    var_names: pd.Index,
+    t: int,
+    flavor: HVGFlavor,
+    *,
+    batches: pd.Categorical | None = None,
+    batch_key: str | None = None,
 ) -> np.ndarray:
     """scanpy's ``highly_variable_genes`` mask of ``x`` (genes with counts only), top ``t``.
+
+    With ``batches`` (each cell's batch, from :func:`scdsec._checks.check_batch_key`) scanpy
+    ranks the genes in each batch and combines the ranks (its ``batch_key``); ``batch_key``
+    names the column in messages.
 
     Raises
     ------
     InputError
         When the flavor cannot rank these genes (too few, or too few that vary): one line
-        naming ``normalize.flavor`` and ``normalize.n_top_genes`` and the counts.
+        naming ``normalize.flavor`` and ``normalize.n_top_genes`` and the counts. With
+        batches, when a batch cannot be ranked (:func:`_check_batches_rankable`): the message
+        names the batch and its cells.
     """
     import scanpy as sc
 
     n_cells, n_genes = x.shape
-    if flavor == "seurat_v3":
+    if batches is not None:
+        _check_batches_rankable(x, batches, flavor, t, batch_key)
+    elif flavor == "seurat_v3":
         # scanpy fits a loess curve to the genes whose counts vary; skmisc's loess ends the
         # process (segmentation fault) on fewer than 4 of them, so refuse before calling it.
         x64 = x.astype(np.float64)
@@ -580,23 +634,113 @@ def _highly_variable(
         if varying < SEURAT_V3_MIN_VARYING_GENES:
             reason = f"its loess fit needs {SEURAT_V3_MIN_VARYING_GENES} genes whose counts vary"
             raise InputError(_cannot_rank(flavor, n_genes, n_cells, t, f"{reason}; {varying} do"))
-    probe = ad.AnnData(X=x, var=pd.DataFrame(index=var_names))
+    obs = None
+    if batches is not None:
+        obs = pd.DataFrame({"batch": batches}, index=pd.RangeIndex(n_cells).astype(str))
+    probe = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=var_names))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            sc.pp.highly_variable_genes(probe, n_top_genes=t, flavor=flavor)
+            sc.pp.highly_variable_genes(
+                probe,
+                n_top_genes=t,
+                flavor=flavor,
+                batch_key="batch" if batches is not None else None,
+            )
         except ValueError as err:
             if flavor == "cell_ranger" and "Bin edges must be unique" in str(err):
                 logger.info(
-                    "Normalise: more than 5%% of the %d genes share a mean; cell_ranger's "
+                    "Normalise: more than 5%% of the %d genes%s share a mean; cell_ranger's "
                     "percentile bins that coincide are merged",
                     n_genes,
+                    "" if batches is None else " of a batch",
                 )
-                return _cell_ranger_hvg(x, t)
+                return _cell_ranger_hvg(x, t, batches)
+            if batches is not None:
+                _raise_for_failing_batch(x, var_names, batches, flavor, t, batch_key)
             raise InputError(_cannot_rank(flavor, n_genes, n_cells, t, _first_line(err))) from None
         except IndexError as err:  # no gene with a dispersion (all constant)
+            if batches is not None:
+                _raise_for_failing_batch(x, var_names, batches, flavor, t, batch_key)
             raise InputError(_cannot_rank(flavor, n_genes, n_cells, t, _first_line(err))) from None
     return np.asarray(probe.var["highly_variable"])
+
+
+def _varying_genes(x: sp.csr_matrix) -> int:
+    """How many columns of ``x`` take more than one value."""
+    x64 = x.astype(np.float64)
+    mean = np.asarray(x64.mean(axis=0)).ravel()
+    return int((np.asarray(x64.power(2).mean(axis=0)).ravel() - mean**2 > 0).sum())
+
+
+def _check_batches_rankable(
+    x: sp.csr_matrix, batches: pd.Categorical, flavor: HVGFlavor, t: int, batch_key: str | None
+) -> None:
+    """Refuse batches the per-batch ranking cannot use, before scanpy is called.
+
+    Every batch needs :data:`HVG_MIN_BATCH_CELLS` cells; under ``seurat_v3`` also
+    :data:`SEURAT_V3_MIN_VARYING_GENES` genes whose counts vary within it (its loess fit,
+    run per batch, ends the process on fewer).
+    """
+    codes = np.asarray(batches.codes)
+    sizes = np.bincount(codes, minlength=len(batches.categories))
+    for code in np.argsort(sizes, kind="stable"):
+        batch, size = batches.categories[code], int(sizes[code])
+        if size < HVG_MIN_BATCH_CELLS:
+            raise InputError(
+                _batch_too_small(
+                    batch, size, flavor, t, batch_key, f"needs {HVG_MIN_BATCH_CELLS} cells"
+                )
+            )
+        if flavor == "seurat_v3":
+            varying = _varying_genes(x[codes == code])
+            if varying < SEURAT_V3_MIN_VARYING_GENES:
+                reason = (
+                    f"its loess fit needs {SEURAT_V3_MIN_VARYING_GENES} genes whose counts "
+                    f"vary in the batch; {varying} do"
+                )
+                raise InputError(_batch_too_small(batch, size, flavor, t, batch_key, reason))
+
+
+def _raise_for_failing_batch(
+    x: sp.csr_matrix,
+    var_names: pd.Index,
+    batches: pd.Categorical,
+    flavor: HVGFlavor,
+    t: int,
+    batch_key: str | None,
+) -> None:
+    """After scanpy's per-batch ranking failed: rank each batch alone, smallest first, and
+    raise :class:`InputError` naming the first that fails (seurat_v3's loess is singular on
+    a small batch, whose few cells give the genes few distinct means)."""
+    import scanpy as sc
+
+    codes = np.asarray(batches.codes)
+    sizes = np.bincount(codes, minlength=len(batches.categories))
+    for code in np.argsort(sizes, kind="stable"):
+        cells = codes == code
+        genes = np.asarray((x[cells] != 0).sum(axis=0)).ravel() > 0
+        probe = ad.AnnData(X=x[cells][:, genes], var=pd.DataFrame(index=var_names[genes]))
+        try:
+            sc.pp.highly_variable_genes(probe, n_top_genes=min(t, int(genes.sum())), flavor=flavor)
+        except (ValueError, IndexError) as err:
+            if flavor == "cell_ranger" and "Bin edges must be unique" in str(err):
+                continue
+            batch, size = batches.categories[code], int(sizes[code])
+            reason = f"scanpy: {_first_line(err)}"
+            raise InputError(_batch_too_small(batch, size, flavor, t, batch_key, reason)) from None
+
+
+def _batch_too_small(
+    batch: str, size: int, flavor: str, t: int, batch_key: str | None, reason: str
+) -> str:
+    cells = "cell" if size == 1 else "cells"
+    return (
+        f"batch {batch!r} of obs[{batch_key!r}] has {size} {cells}: too few for "
+        f"normalize.flavor = {flavor} to rank normalize.n_top_genes = {t} highly variable "
+        f"genes within it ({reason}); remove or merge that batch, or set "
+        "normalize.hvg_per_batch: false (rank the genes on all cells pooled)"
+    )
 
 
 #: The fewest genes whose counts vary that ``seurat_v3`` is given (see :func:`_highly_variable`).
@@ -616,7 +760,9 @@ def _cannot_rank(flavor: str, n_genes: int, n_cells: int, t: int, reason: str) -
     )
 
 
-def _cell_ranger_hvg(lognorm: sp.csr_matrix, t: int) -> np.ndarray:
+def _cell_ranger_hvg(
+    lognorm: sp.csr_matrix, t: int, batches: pd.Categorical | None = None
+) -> np.ndarray:
     """The top ``t`` genes by scanpy's ``cell_ranger`` normalised dispersion, coinciding bins
     merged.
 
@@ -626,7 +772,46 @@ def _cell_ranger_hvg(lognorm: sp.csr_matrix, t: int) -> np.ndarray:
     mean, two percentile edges coincide and scanpy stops; here such edges make one bin. The
     ``t`` highest normalised dispersions are kept (genes whose bin has no spread, which get
     none, last; ties in gene order), so exactly ``t`` genes.
+
+    With ``batches`` (each cell's batch) the batches are combined as scanpy's ``batch_key``
+    combines them: in each batch, its genes with counts are ranked as above and its top
+    ``t`` marked (a gene without counts in a batch is not marked and counts 0 towards the
+    mean); the genes are ordered by the number of batches that mark them, ties by their
+    normalised dispersion averaged over the batches (where it is defined; none last), and
+    the first ``t`` kept.
     """
+    if batches is None:
+        score = _cell_ranger_dispersion_norm(lognorm)
+        score = np.where(np.isfinite(score), score, -np.inf)
+        mask = np.zeros(lognorm.shape[1], dtype=bool)
+        mask[np.argsort(-score, kind="stable")[:t]] = True
+        return mask
+    codes = np.asarray(batches.codes)
+    n_genes = lognorm.shape[1]
+    marked = np.zeros(n_genes, dtype=np.int64)
+    norms = []
+    for code in range(len(batches.categories)):
+        x = lognorm[codes == code]
+        expressed = np.asarray((x != 0).sum(axis=0)).ravel() > 0
+        norm = np.zeros(n_genes)
+        score = _cell_ranger_dispersion_norm(x[:, expressed])
+        norm[expressed] = np.where(np.isfinite(score), score, np.nan)
+        top = np.argsort(-np.where(np.isfinite(score), score, -np.inf), kind="stable")[:t]
+        marked[np.flatnonzero(expressed)[top]] += 1
+        norms.append(norm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a gene without a dispersion anywhere
+        mean_norm = np.nanmean(np.vstack(norms), axis=0)
+    # np.lexsort sorts by its last key first, stably: by batches marked, then dispersion.
+    order = np.lexsort((-np.nan_to_num(mean_norm, nan=-np.inf), -marked))
+    mask = np.zeros(n_genes, dtype=bool)
+    mask[order[:t]] = True
+    return mask
+
+
+def _cell_ranger_dispersion_norm(lognorm: sp.csr_matrix) -> np.ndarray:
+    """Each gene's ``cell_ranger`` normalised dispersion, coinciding bins merged (see
+    :func:`_cell_ranger_hvg`); not finite where the gene's bin has no spread."""
     from statsmodels.robust import mad
 
     x = lognorm.astype(np.float64)
@@ -643,7 +828,4 @@ def _cell_ranger_hvg(lognorm: sp.csr_matrix, t: int) -> np.ndarray:
         norm = (dispersion - grouped.transform("median").to_numpy()) / grouped.transform(
             lambda d: mad(d.to_numpy())
         ).to_numpy()
-    score = np.where(np.isfinite(norm), norm, -np.inf)
-    mask = np.zeros(x.shape[1], dtype=bool)
-    mask[np.argsort(-score, kind="stable")[:t]] = True
-    return mask
+    return norm
