@@ -56,6 +56,7 @@ RULE_PACKAGES: dict[str, list[str]] = {
     "plot_loss": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_embeddings": ["anndata", "matplotlib", "pandas", "igraph", "scikit-learn", "scipy"],
     "plot_confusion": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
+    "plot_batches": ["anndata", "matplotlib", "pandas", "igraph", "scikit-learn", "scipy"],
     "plot_benchmark": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_ablation": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],
     "plot_sensitivity": ["anndata", "matplotlib", "pandas", "scikit-learn", "scipy"],

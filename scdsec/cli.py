@@ -227,9 +227,9 @@ def _cluster(args: argparse.Namespace) -> None:
         try:
             if args.batch_pattern is not None:
                 batch_from_cell_names(adata, args.batch_pattern, args.batch_key)
-            check_batch_key(adata.obs, args.batch_key)
+            check_batch_key(adata.obs, args.batch_key, setting="--batch-key")
         except InputError as err:
-            raise InputError(f"{args.input}: {err} (--batch-key)") from None
+            raise InputError(f"{args.input}: {err}") from None
         batch = {"batch_key": args.batch_key}
     # what the settings ask of the cells is checked on the file's cells, then after QC
     _check_cells(adata.n_obs, "cells", sections["graph"], n_clusters, args)

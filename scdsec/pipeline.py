@@ -284,11 +284,9 @@ def check_batch(adata: ad.AnnData, input: PathLike, batch_key: str) -> None:
     from ._checks import check_batch_key
 
     name = adata.uns.get("dataset")
-    try:
-        check_batch_key(adata.obs, batch_key)
-    except InputError as err:
-        key = f"datasets.{name}.batch_key" if name else "batch_key"
-        raise InputError(f"{_where(adata, input)}: {err} ({key})") from None
+    setting = f"datasets.{name}.batch_key" if name else "batch_key"
+    with _named(_where(adata, input)):
+        check_batch_key(adata.obs, batch_key, setting=setting)
 
 
 def qc_step(

@@ -573,12 +573,14 @@ def run_context(wildcards):
 
 def plot_outputs():
     """Each run's figures and marker genes (part of `all`); the confusion matrix only where
-    the dataset has true labels."""
+    the dataset has true labels, the batches figure only where it has a batch key."""
     files = []
     for dataset in config["run"]:
         names = ["plots/loss.png", "plots/embeddings.png", "markers.tsv", "plots/markers_dotplot.png"]
         if has_true_labels(dataset):
             names.append("plots/confusion.png")
+        if batch_key(dataset) is not None:
+            names.append("plots/batches.png")
         files += [
             f"{run_dir(dataset, method, seed)}/{name}"
             for method in PLOT_METHODS

@@ -168,3 +168,32 @@ rule plot_scalability:
         "../../envs/plot_scalability.yaml"
     script:
         "../scripts/plot_experiment.py"
+
+
+rule plot_batches:
+    """The paper's Fig. 8: the scDSEC embedding by cluster and by batch, and each cluster's batch
+    composition (datasets with a batch_key only)."""
+    input:
+        f"{RUN_DIR}/scdsec.h5ad",
+    output:
+        report(
+            f"{RUN_DIR}/plots/batches.png",
+            caption="../report/batches.rst",
+            category="Clusters",
+            subcategory="{dataset}",
+            labels={**RUN_LABELS, "figure": "batches"},
+        ),
+    wildcard_constraints:
+        method=xp.DEEP_METHOD_REGEX,
+    params:
+        batch_key=lambda wildcards: batch_key(wildcards.dataset),
+        key="scdsec",
+        seed=lambda wildcards: int(wildcards.seed),
+        max_cells=config["plots"]["max_cells"],
+        context=run_context,
+    log:
+        f"{RUN_LOG_DIR}/plot_batches.log",
+    conda:
+        "../../envs/plot_batches.yaml"
+    script:
+        "../scripts/plot_batches.py"
