@@ -38,13 +38,26 @@ def _simulate(args: argparse.Namespace) -> None:
             seed=args.seed,
             separation=args.separation,
             proportions=proportions,
+            batches=args.batches,
+            batch_effect=args.batch_effect,
+            batch_library_shift=args.batch_library_shift,
+            batch_composition=args.batch_composition,
         )
     except ValueError as err:
         # simulate_counts names its argument; on the command line it is the option.
         msg = str(err)
-        raise InputError(f"--{msg}" if msg.startswith("proportions") else msg) from None
+        for name in ("proportions", "batches", "batch_"):
+            if msg.startswith(name):
+                option, rest = msg.split(" ", 1)
+                msg = f"--{option.replace('_', '-')} {rest}"
+                break
+        raise InputError(msg) from None
     write_h5ad(adata, args.out)
-    print(f"wrote {adata.n_obs} cells × {adata.n_vars} genes ({args.types} types) to {args.out}")
+    batches = f", {args.batches} batches in obs['batch']" if args.batches > 1 else ""
+    print(
+        f"wrote {adata.n_obs} cells × {adata.n_vars} genes ({args.types} types{batches}) "
+        f"to {args.out}"
+    )
 
 
 def parse_proportions(value: str | None) -> list[float] | float | None:
@@ -342,6 +355,7 @@ def _check_labelled(truth, args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .io.readers import COUNTS, FORMATS
+    from .simulate import DEFAULT_BATCH_EFFECT, DEFAULT_BATCH_LIBRARY_SHIFT
 
     parser = argparse.ArgumentParser(prog="scdsec", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"scdsec {__version__}")
@@ -369,6 +383,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="cell-type proportions: one weight per type (type1 first; normalised, rare types "
         "welcome) or dirichlet:A for Dirichlet(A) weights (small A = imbalanced); type sizes "
         "then follow the weights exactly. Default: sizes drawn around Dirichlet(4) weights",
+    )
+    sim.add_argument(
+        "--batches",
+        type=int,
+        default=1,
+        help="number of batches (samples, donors) in obs['batch'], each with its own gene-wise "
+        "scaling and sequencing depth. Default 1: no batch, the counts of before",
+    )
+    sim.add_argument(
+        "--batch-effect",
+        type=float,
+        default=DEFAULT_BATCH_EFFECT,
+        metavar="SD",
+        help="sd of each gene's log scale factor per batch (default %(default)s; 0: none)",
+    )
+    sim.add_argument(
+        "--batch-library-shift",
+        type=float,
+        default=DEFAULT_BATCH_LIBRARY_SHIFT,
+        metavar="S",
+        help="batch library sizes scaled by exp(s), s evenly spaced from -S (batch1) to +S "
+        "(default %(default)s)",
+    )
+    sim.add_argument(
+        "--batch-composition",
+        choices=("equal", "different"),
+        default="equal",
+        help="equal: batches of equal size with the same type proportions; different: each "
+        "type split among the batches by Dirichlet(0.5) weights (default %(default)s)",
     )
     sim.add_argument("--out", type=Path, required=True, help="output .h5ad")
     sim.set_defaults(func=_simulate)

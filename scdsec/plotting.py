@@ -454,6 +454,179 @@ def plot_embeddings(
     save_figure(fig, path)
 
 
+# ---------------------------------------------------------------------------- batches
+
+
+def batch_colors(n: int) -> list[tuple[float, float, float, float]]:
+    """``n`` colours for batches, unlike the clusters' (tab10): Dark2 up to 8, else
+    :func:`categorical_colors`."""
+    from matplotlib import colormaps
+
+    if n <= 8:
+        return [colormaps["Dark2"](i) for i in range(n)]
+    return categorical_colors(n)
+
+
+def _check_batch_inputs(
+    embedding, clusters, batches
+) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """The embedding as floats, the clusters as text, each cell's batch and the batch names
+    (natural order), after checking that they describe the same cells and that there are two
+    batches or more."""
+    from .metrics import _batch_codes
+
+    embedding = np.asarray(embedding, dtype=np.float64)
+    if embedding.ndim != 2 or embedding.shape[0] == 0:
+        raise InputError(
+            f"plot_batches: the embedding must be cells × dimensions, got shape {embedding.shape}"
+        )
+    clusters = np.asarray(pd.Series(clusters).astype(str)).ravel()
+    n = embedding.shape[0]
+    if len(clusters) != n:
+        raise InputError(f"plot_batches: {len(clusters)} clusters for {n} cells in the embedding")
+    codes, names = _batch_codes(batches, n, what="plot_batches: batches")
+    if len(names) < 2:
+        raise InputError(
+            f"plot_batches: needs at least 2 batches, got {len(names)} ({names}): there is "
+            "no mixing to show"
+        )
+    return embedding, clusters, [names[c] for c in codes], names
+
+
+def batches_figure(
+    embedding,
+    clusters,
+    batches,
+    *,
+    seed: int = 0,
+    max_cells: int = 20000,
+    space: str = "scDSEC embedding",
+    context: str | None = None,
+) -> Figure:
+    """Clusters and batches on one map, and each cluster's batch composition (see
+    :func:`plot_batches`)."""
+    from .metrics import cluster_batch_entropy, ilisi
+
+    embedding, clusters, batch_of, batch_names = _check_batch_inputs(embedding, clusters, batches)
+    batch_of = np.asarray(batch_of, dtype=object).astype(str)
+    table = cluster_batch_entropy(clusters, batch_of)  # every cell, not the sample
+    overall = pd.Series(batch_of).value_counts(normalize=True).reindex(batch_names).to_numpy()
+    n_total = len(clusters)
+    shown = np.arange(n_total)
+    if n_total > max_cells:
+        shown = np.sort(np.random.default_rng(seed).choice(n_total, max_cells, replace=False))
+    emb, pred, batch = embedding[shown], clusters[shown], batch_of[shown]
+    cluster_order = [str(c) for c in table.index]
+    cluster_colors = dict(zip(cluster_order, categorical_colors(len(cluster_order)), strict=True))
+    colors_of_batch = dict(zip(batch_names, batch_colors(len(batch_names)), strict=True))
+    xy = _umap(emb, seed)
+    mixing = ilisi(emb, batch) if len(set(batch)) > 1 else float("nan")
+    n_rows = len(cluster_order) + 1
+    fig = _new_figure(17.0, max(4.8, 1.8 + 0.27 * n_rows))
+    grid = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 0.9])
+    ax_cluster, ax_batch, ax_bars = (fig.add_subplot(grid[0, i]) for i in range(3))
+    size = float(np.clip(12000 / max(len(shown), 1), 1.0, 25.0))
+    dims = f"UMAP of {emb.shape[1]} dimensions"
+    _scatter(ax_cluster, xy, pred, cluster_colors, size, seed)
+    ax_cluster.set_title(f"{space} ({dims})\ncoloured by cluster", fontsize="medium")
+    _legend_outside(ax_cluster, *_legend_handles(cluster_order, cluster_colors), title="cluster")
+    _scatter(ax_batch, xy, batch, colors_of_batch, size, seed)
+    lisi = "" if np.isnan(mixing) else f"; iLISI {mixing:.2f} (0 apart, 1 mixed)"
+    ax_batch.set_title(f"{space} ({dims})\ncoloured by batch{lisi}", fontsize="medium")
+    _legend_outside(ax_batch, *_legend_handles(batch_names, colors_of_batch), title="batch")
+
+    # Bars from the top: all cells first (the composition a well-mixed cluster has), then the
+    # clusters in order.
+    labels = ["all cells", *cluster_order]
+    fractions = np.vstack([overall, table[batch_names].to_numpy(dtype=float)])
+    sizes = [n_total, *table["n_cells"].tolist()]
+    entropies = [float("nan"), *table["entropy"].tolist()]
+    y = np.arange(n_rows)[::-1].astype(float)
+    y[1:] -= 0.5  # a gap under the overall bar
+    left = np.zeros(n_rows)
+    for j, name in enumerate(batch_names):
+        ax_bars.barh(y, fractions[:, j], left=left, height=0.8, color=colors_of_batch[name])
+        left += fractions[:, j]
+    for edge in np.cumsum(overall)[:-1]:  # the overall composition, to read each bar against
+        ax_bars.axvline(edge, color="0.25", ls=":", lw=0.9)
+    for yy, n, h in zip(y, sizes, entropies, strict=True):
+        text = f"{n:,}" if np.isnan(h) else f"{n:,} · {h:.2f}"
+        ax_bars.text(1.02, yy, text, va="center", fontsize="x-small", clip_on=False)
+    ax_bars.set_yticks(y, labels, fontsize="small" if n_rows <= 30 else "x-small")
+    ax_bars.set_xlim(0, 1)
+    ax_bars.set_ylim(y.min() - 0.6, y.max() + 0.6)
+    ax_bars.set_xlabel("fraction of the cluster's cells from each batch")
+    ax_bars.set_ylabel("cluster")
+    ax_bars.spines[["top", "right"]].set_visible(False)
+    mean_entropy = float(np.average(table["entropy"], weights=table["n_cells"]))
+    ax_bars.set_title(
+        "Batch composition of each cluster (dotted: all cells)\n"
+        f"right: cells · batch entropy (0 one batch, 1 even); mean {mean_entropy:.2f}",
+        fontsize="medium",
+    )
+    n = len(shown)
+    cells = (
+        f"{n:,} of {n_total:,} cells on the maps (random sample), all in the bars"
+        if n < n_total
+        else f"{n:,} cells"
+    )
+    heading = "Clusters and batches"
+    fig.suptitle(_heading(heading, f"{context} · {cells}" if context else cells))
+    return fig
+
+
+def plot_batches(
+    embedding,
+    clusters,
+    batches,
+    path: PathLike,
+    *,
+    seed: int = 0,
+    max_cells: int = 20000,
+    space: str = "scDSEC embedding",
+    context: str | None = None,
+) -> None:
+    """The paper's Fig. 8: cells by cluster and by batch on one map, and each cluster's batch
+    composition.
+
+    Three panels — a UMAP of the embedding (:func:`_umap`, as in :func:`plot_embeddings`)
+    coloured by cluster, the same map coloured by batch (its title gives the scaled iLISI of
+    the embedding, :func:`scdsec.metrics.ilisi`, on the cells shown), and one stacked bar per
+    cluster with the fraction of its cells from each batch (:func:`scdsec.metrics.
+    cluster_batch_entropy`, on every cell), under a bar of all cells; dotted lines mark the
+    overall composition, and each bar is labelled with its cells and its normalised batch
+    entropy.
+
+    Parameters
+    ----------
+    embedding
+        The clustered space, ``(n_cells, n_dims)`` (``obsm['X_scdsec']``, or corrected PCs).
+    clusters, batches
+        Cluster and batch of each cell, 1-D of length ``n_cells``.
+    path
+        PNG to write.
+    seed
+        Seed of the kNN graph, the UMAP and the subsample.
+    max_cells
+        Above this many cells the maps (and the iLISI) use a seeded random sample; the bars
+        always count every cell.
+    space
+        What the embedding is, for the panel titles.
+    context
+        A line under the heading saying what was run (e.g. "pancreas · scdsec · seed 0").
+
+    Raises
+    ------
+    InputError
+        Clusters or batches of another length than the embedding's cells, missing batches,
+        or fewer than two batches.
+    """
+    fig = batches_figure(
+        embedding, clusters, batches, seed=seed, max_cells=max_cells, space=space, context=context
+    )
+    save_figure(fig, path)
+
+
 # ---------------------------------------------------------------------------- confusion
 
 
@@ -955,6 +1128,42 @@ def embeddings_plot_step(
         ad.read_h5ad(h5ad),
         output,
         key=key,
+        seed=seed,
+        max_cells=max_cells,
+        context=context,
+    )
+
+
+def batches_plot_step(
+    h5ad: PathLike,
+    output: PathLike,
+    *,
+    batch_key: str,
+    key: str = "scdsec",
+    seed: int = 0,
+    max_cells: int = 20000,
+    context: str | None = None,
+) -> None:
+    """A run's ``scdsec.h5ad`` → :func:`plot_batches` of ``obsm['X_' + key]``, ``obs[key]``
+    and ``obs[batch_key]``."""
+    import anndata as ad
+
+    adata = ad.read_h5ad(h5ad)
+    if batch_key not in adata.obs:
+        raise InputError(
+            f"{h5ad} has no batch column obs[{batch_key!r}] (the dataset's batch_key); "
+            f"its columns: {list(adata.obs.columns)}"
+        )
+    emb_key = f"X_{key}"
+    if key not in adata.obs or emb_key not in adata.obsm:
+        raise InputError(
+            f"{h5ad} has no clustering result: needs obs[{key!r}] and obsm[{emb_key!r}]"
+        )
+    plot_batches(
+        adata.obsm[emb_key],
+        adata.obs[key],
+        adata.obs[batch_key],
+        output,
         seed=seed,
         max_cells=max_cells,
         context=context,
