@@ -171,10 +171,19 @@ def dataset_entry(wildcards):
 def download_entry(wildcards):
     """The dataset's entry as the download step reads it: without `n_clusters` and
     `batch_key`, which it only checks (from the config), so that changing K or the batch key
-    reruns no QC (`batch_pattern`, which makes a column, stays)."""
-    return {
+    reruns no QC (`batch_pattern`, which makes a column, stays); a simulation of one batch
+    without the keys of batches, so that its entry is the one of a config without them."""
+    entry = {
         k: v for k, v in dataset_entry(wildcards).items() if k not in ("n_clusters", "batch_key")
     }
+    simulate = entry.get("simulate")
+    if simulate is not None and simulate["batches"] == 1:  # as written before batches existed
+        entry["simulate"] = {k: v for k, v in simulate.items() if k not in SIMULATED_BATCH_KEYS}
+    return entry
+
+
+#: The `simulate:` keys of batches, which act only with `batches` > 1.
+SIMULATED_BATCH_KEYS = ("batches", "batch_effect", "batch_library_shift", "batch_composition")
 
 
 def batch_key(dataset):
