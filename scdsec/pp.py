@@ -15,19 +15,34 @@ __all__ = ["build_knn_graph", "normalize", "prepare", "qc_filter"]
 def prepare(
     adata: ad.AnnData,
     *,
+    batch_key: str | None = None,
     qc: Mapping | None = None,
     normalize_params: Mapping | None = None,
     graph: Mapping | None = None,
 ) -> ad.AnnData:
     """Run QC, normalisation and the kNN graph on raw counts; return the prepared copy.
 
-    Each mapping holds keyword arguments of :func:`qc_filter`, :func:`normalize` and
-    :func:`build_knn_graph` (the ``qc``, ``normalize`` and ``graph`` sections of
-    ``config.yaml``); the defaults are the paper's. For cells from several batches, name the
-    ``obs`` column in both later steps: ``normalize_params={"batch_key": "donor"}`` ranks
-    the highly variable genes per batch, ``graph={"batch_key": "donor"}`` corrects the PCs
-    with Harmony (``obsm['X_pca_harmony']``) and builds the graph on them.
+    Parameters
+    ----------
+    adata
+        Raw counts, cells × genes.
+    batch_key
+        The ``obs`` column of each cell's batch (sample, donor, plate), or None: the highly
+        variable genes are then ranked per batch (``normalize.hvg_per_batch``) and the PCs
+        corrected with Harmony into ``obsm['X_pca_harmony']``, on which the graph is built
+        (``graph.batch_correction``); pass the same key to :func:`scdsec.tl.cluster`.
+    qc, normalize_params, graph
+        Keyword arguments of :func:`qc_filter`, :func:`normalize` and
+        :func:`build_knn_graph` (the ``qc``, ``normalize`` and ``graph`` sections of
+        ``config.yaml``); the defaults are the paper's.
+
+    Raises
+    ------
+    InputError
+        What the three steps raise (a ``batch_key`` column that is missing, has missing
+        values or one batch: :func:`scdsec._checks.check_batch_key`).
     """
+    batch = {} if batch_key is None else {"batch_key": batch_key}
     adata = qc_filter(adata, **dict(qc or {}))
-    adata = normalize(adata, **dict(normalize_params or {}))
-    return build_knn_graph(adata, **dict(graph or {}))
+    adata = normalize(adata, **{**dict(normalize_params or {}), **batch})
+    return build_knn_graph(adata, **{**dict(graph or {}), **batch})

@@ -454,3 +454,20 @@ def test_scvi_gets_the_batch_as_its_covariate(two_batches, fake_scvi):
     assert fake_scvi.setup["kwargs"] == {"layer": "counts", "batch_key": None}
     baselines.scvi_latent(two_batches, n_top_genes=80, batch_key="batch", batch_correction="none")
     assert fake_scvi.setup["kwargs"]["batch_key"] is None
+
+
+def test_prepare_with_a_batch_key_ranks_genes_per_batch_and_corrects_the_pcs():
+    """``scdsec.pp.prepare(adata, batch_key=)`` is the two steps given the key: per-batch
+    HVGs, Harmony's PCs under ``X_pca_harmony`` and the graph on them."""
+    from scdsec import pp
+    from scdsec.simulate import simulate_counts
+
+    raw = simulate_counts(300, 200, 3, seed=0, batches=2)
+    prepared = pp.prepare(
+        raw, batch_key="batch", normalize_params={"n_top_genes": 100}, graph={"n_neighbors": 10}
+    )
+    assert prepared.uns["scdsec_preprocess"]["batch_key"] == "batch"
+    assert prepared.uns["scdsec_graph"]["use_rep"] == "X_pca_harmony"
+    assert prepared.obsm["X_pca_harmony"].shape == prepared.obsm["X_pca"].shape
+    plain = pp.prepare(raw, normalize_params={"n_top_genes": 100}, graph={"n_neighbors": 10})
+    assert "X_pca_harmony" not in plain.obsm and "batch_key" not in plain.uns["scdsec_preprocess"]
