@@ -753,3 +753,62 @@ def test_a_misspelt_config_section_is_refused_naming_the_one_meant(tmp_path):
         read_config(path)
     path.write_text("graph: {n_neighbors: 5}\nrun: [demo]\ndatasets: {}\n")  # workflow's own
     assert read_config(path) == {"graph": {"n_neighbors": 5}}
+
+
+def _batched_file(tmp_path, *, names_as: str | None = None):
+    """300 simulated cells in two batches; with ``names_as``, the batch only in the cell
+    names (``<batch>:<cell>``), its column dropped."""
+    path = tmp_path / "batched.h5ad"
+    args = ["simulate", "--cells", "300", "--genes", "300", "--types", "3"]
+    assert main([*args, "--separation", "1.0", "--batches", "2", "--out", str(path)]) == 0
+    if names_as is not None:
+        adata = ad.read_h5ad(path)
+        adata.obs_names = [f"{b}:{c}" for b, c in zip(adata.obs["batch"], adata.obs_names)]
+        del adata.obs["batch"]
+        adata.write_h5ad(path)
+    return path
+
+
+def test_cluster_with_a_batch_key_scores_batch_mixing(tmp_path, fast_config, capsys):
+    out = tmp_path / "out"
+    args = ["cluster", str(_batched_file(tmp_path)), "--out", str(out), "--n-clusters", "3"]
+    args += ["--labels", "cell_type", "--batch-key", "batch", "--config", str(fast_config)]
+    assert main(args) == 0
+    scores = json.loads((out / "metrics.json").read_text())
+    assert scores["batch_key"] == "batch"
+    assert 0 <= scores["ilisi"] <= 1 and 0 <= scores["batch_entropy"] <= 1
+    assert "iLISI" in capsys.readouterr().out
+    trained = ad.read_h5ad(out / "scdsec.h5ad")
+    assert trained.uns["scdsec"]["batch_key"] == "batch"
+    assert trained.uns["scdsec_graph"]["use_rep"] == "X_pca_harmony"
+    assert trained.uns["scdsec_steps"]["cluster"]["params"]["batch_key"] == "batch"
+
+
+def test_cluster_batch_from_the_cell_names(tmp_path, fast_config):
+    out = tmp_path / "out"
+    path = _batched_file(tmp_path, names_as="prefix")
+    args = ["cluster", str(path), "--out", str(out), "--n-clusters", "3", "--config"]
+    args += [str(fast_config), "--batch-key", "plate", "--batch-pattern", "^([^:]+):"]
+    assert main(args) == 0
+    trained = ad.read_h5ad(out / "scdsec.h5ad")
+    assert sorted(trained.obs["plate"].unique()) == ["batch1", "batch2"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--batch-key", "donor"], "--batch-key = 'donor': obs has no column 'donor'"),
+        (["--batch-pattern", "^(x)"], "--batch-pattern needs --batch-key"),
+        (["--batch-key", "plate", "--batch-pattern", "^(zz):"], "matches no part of 300 of 300"),
+    ],
+)
+def test_a_bad_batch_key_is_one_line_naming_the_option(
+    tmp_path, fast_config, capsys, extra, expected
+):
+    path = _batched_file(tmp_path)
+    capsys.readouterr()
+    args = ["cluster", str(path), "--out", str(tmp_path / "out"), "--config", str(fast_config)]
+    assert main([*args, *extra]) != 0
+    line = error_line(capsys)
+    assert expected in line
+    assert not (tmp_path / "out" / "scdsec.h5ad").exists()
