@@ -62,6 +62,8 @@ def _method_rows(rows: list[dict[str, str]], labelled: bool) -> list[list[str]]:
                 "NMI " + _score([_number(row.get("nmi")) for row in ran]),
                 "ARI " + _score([_number(row.get("ari")) for row in ran]),
             ]
+        if "ilisi" in ran[0]:  # a dataset with a batch key: its batch mixing
+            line.append("iLISI " + _score([_number(row.get("ilisi")) for row in ran]))
         line += [f"K {k}, {_distinct(row.get('n_clusters_from', '') for row in ran)}"]
         device = _distinct(row.get("device", "") for row in ran)
         if device != "—":

@@ -496,3 +496,36 @@ def test_the_run_summary_gives_scores_k_and_device_per_dataset(tmp_path):
     assert text.endswith("snakemake --report report.html")
     assert "CPU" not in run_summary(tables)  # no GPU asked for: nothing to point out
     assert run_summary({"gone": tmp_path / "x"}) == ""
+
+
+def test_a_batch_key_adds_batch_mixing_to_the_metrics_the_table_and_the_summary(tmp_path):
+    """With a batch key, each method gets iLISI of its embedding and the batch entropy of its
+    clusters: a batch that splits every type evenly is as mixed as can be (entropy 1), one
+    that follows the types not at all mixed (0); without a key the table is as before."""
+    from scdsec.workflow_summary import run_summary
+
+    truth, pca, cells = _graph(tmp_path / "graph.h5ad")
+    graph = ad.read_h5ad(tmp_path / "graph.h5ad")
+    graph.obs["even"] = np.tile(["x", "y"], len(cells) // 2)  # every type half x, half y
+    graph.obs["by_type"] = np.where(truth == "a", "x", "y")  # type a alone in batch x
+    graph.write_h5ad(tmp_path / "graph.h5ad")
+    runs = _k_runs(tmp_path, truth, pca, cells)
+    plain = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad")
+    assert list(plain.columns) == evaluate.METRIC_COLUMNS
+    even = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", batch_key="even")
+    assert list(even.columns) == evaluate.METRIC_COLUMNS + evaluate.BATCH_COLUMNS
+    assert np.allclose(even["batch_entropy"], 1.0) and (even["ilisi"] > 0.8).all()
+    by_type = evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", batch_key="by_type")
+    assert np.allclose(by_type["batch_entropy"], 0.0) and (by_type["ilisi"] < 0.1).all()
+    evaluate.write_table(even, tmp_path / "even.tsv")
+    markdown = evaluate.benchmark_markdown(pd.concat([plain.assign(dataset="nokey"), even]))
+    ilisi_table = markdown.split("## iLISI", 1)[1].split("## Batch entropy", 1)[0]
+    assert "| toy |" in ilisi_table and "nokey" not in ilisi_table
+    line = next(
+        row
+        for row in run_summary({"toy": tmp_path / "even.tsv"}).splitlines()
+        if row.strip().startswith("scdsec")
+    )
+    assert "iLISI" in line
+    with pytest.raises(InputError, match="no obs\\['donor'\\]"):
+        evaluate.evaluate_dataset("toy", runs, tmp_path / "graph.h5ad", batch_key="donor")
