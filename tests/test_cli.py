@@ -755,15 +755,16 @@ def test_a_misspelt_config_section_is_refused_naming_the_one_meant(tmp_path):
     assert read_config(path) == {"graph": {"n_neighbors": 5}}
 
 
-def _batched_file(tmp_path, *, names_as: str | None = None):
-    """300 simulated cells in two batches; with ``names_as``, the batch only in the cell
+def _batched_file(tmp_path, *, batch_in_names: bool = False):
+    """300 simulated cells in two batches; with ``batch_in_names``, the batch only in the cell
     names (``<batch>:<cell>``), its column dropped."""
     path = tmp_path / "batched.h5ad"
     args = ["simulate", "--cells", "300", "--genes", "300", "--types", "3"]
     assert main([*args, "--separation", "1.0", "--batches", "2", "--out", str(path)]) == 0
-    if names_as is not None:
+    if batch_in_names:
         adata = ad.read_h5ad(path)
-        adata.obs_names = [f"{b}:{c}" for b, c in zip(adata.obs["batch"], adata.obs_names)]
+        pairs = zip(adata.obs["batch"], adata.obs_names, strict=True)
+        adata.obs_names = [f"{batch}:{cell}" for batch, cell in pairs]
         del adata.obs["batch"]
         adata.write_h5ad(path)
     return path
@@ -786,7 +787,7 @@ def test_cluster_with_a_batch_key_scores_batch_mixing(tmp_path, fast_config, cap
 
 def test_cluster_batch_from_the_cell_names(tmp_path, fast_config):
     out = tmp_path / "out"
-    path = _batched_file(tmp_path, names_as="prefix")
+    path = _batched_file(tmp_path, batch_in_names=True)
     args = ["cluster", str(path), "--out", str(out), "--n-clusters", "3", "--config"]
     args += [str(fast_config), "--batch-key", "plate", "--batch-pattern", "^([^:]+):"]
     assert main(args) == 0
