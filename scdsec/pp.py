@@ -27,10 +27,11 @@ def prepare(
     adata
         Raw counts, cells × genes.
     batch_key
-        The ``obs`` column of each cell's batch (sample, donor, plate), or None: the highly
-        variable genes are then ranked per batch (``normalize.hvg_per_batch``) and the PCs
-        corrected with Harmony into ``obsm['X_pca_harmony']``, on which the graph is built
-        (``graph.batch_correction``); pass the same key to :func:`scdsec.tl.cluster`.
+        The ``obs`` column of each cell's batch (sample, donor, plate), or None: the PCs
+        are then corrected with Harmony into ``obsm['X_pca_harmony']``, on which the graph is
+        built (``graph.batch_correction``), and the highly variable genes ranked per batch
+        if ``normalize_params`` says ``hvg_per_batch=True``; pass the same key to
+        :func:`scdsec.tl.cluster`.
     qc, normalize_params, graph
         Keyword arguments of :func:`qc_filter`, :func:`normalize` and
         :func:`build_knn_graph` (the ``qc``, ``normalize`` and ``graph`` sections of

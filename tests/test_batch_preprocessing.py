@@ -223,7 +223,7 @@ def _with_batch_specific_genes(
 def test_hvgs_per_batch_leave_out_genes_that_only_differ_between_batches(flavor, mean):
     adata, specific = _with_batch_specific_genes(mean=mean)
     pooled = normalize(adata, n_top_genes=40, flavor=flavor)
-    per_batch = normalize(adata, n_top_genes=40, flavor=flavor, batch_key="batch")
+    per_batch = normalize(adata, n_top_genes=40, flavor=flavor, batch_key="batch", hvg_per_batch=True)
     off = normalize(adata, n_top_genes=40, flavor=flavor, batch_key="batch", hvg_per_batch=False)
     assert set(specific) <= set(pooled.var_names)
     assert not set(specific) & set(per_batch.var_names)
@@ -238,7 +238,7 @@ def test_hvgs_per_batch_leave_out_genes_that_only_differ_between_batches(flavor,
 def test_hvgs_per_batch_are_scanpys(two_batches):
     import scanpy as sc
 
-    out = normalize(two_batches, n_top_genes=60, batch_key="batch")
+    out = normalize(two_batches, n_top_genes=60, batch_key="batch", hvg_per_batch=True)
     everything = normalize(two_batches, n_top_genes=10_000)
     probe = ad.AnnData(
         everything.layers["log1p"].copy(),
@@ -257,7 +257,7 @@ def test_normalize_without_a_batch_key_is_unchanged(two_batches):
     assert "batch_key" not in plain.uns["scdsec_preprocess"]
     assert "hvg_per_batch" not in plain.uns["scdsec_preprocess"]
     # the batch key changes the genes, not the size factors nor how they are scaled
-    batched = normalize(two_batches, n_top_genes=60, batch_key="batch")
+    batched = normalize(two_batches, n_top_genes=60, batch_key="batch", hvg_per_batch=True)
     np.testing.assert_array_equal(
         batched.obs["scdsec_size_factor"], plain.obs["scdsec_size_factor"]
     )
@@ -284,7 +284,7 @@ def test_cell_ranger_per_batch_merges_coinciding_bins(mostly_zero_genes):
 
     adata = mostly_zero_genes.copy()
     adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2, "b", "a")
-    out = normalize(adata, n_top_genes=150, flavor="cell_ranger", batch_key="batch")
+    out = normalize(adata, n_top_genes=150, flavor="cell_ranger", batch_key="batch", hvg_per_batch=True)
     assert out.n_vars == 150
     assert np.isfinite(out.X).all()
     lognorm = normalize(adata, n_top_genes=10_000).layers["log1p"]
@@ -301,7 +301,7 @@ def test_a_batch_of_one_cell_is_refused_by_name(two_batches, flavor):
     adata.obs["batch"] = adata.obs["batch"].astype(str)
     adata.obs.iloc[7, adata.obs.columns.get_loc("batch")] = "lonely"
     with pytest.raises(InputError, match=r"batch 'lonely' of obs\['batch'\] has 1 cell:") as err:
-        normalize(adata, n_top_genes=60, flavor=flavor, batch_key="batch")
+        normalize(adata, n_top_genes=60, flavor=flavor, batch_key="batch", hvg_per_batch=True)
     assert "normalize.hvg_per_batch: false" in str(err.value)
     # pooled ranking accepts it
     assert normalize(adata, n_top_genes=60, flavor=flavor, batch_key="batch", hvg_per_batch=False)
@@ -316,7 +316,7 @@ def test_seurat_v3_on_a_batch_it_cannot_fit_names_the_batch(two_batches):
     with pytest.raises(
         InputError, match=r"batch 'tiny' of obs\['batch'\] has 2 cells: .*seurat_v3.*scanpy: "
     ):
-        normalize(adata, n_top_genes=60, flavor="seurat_v3", batch_key="batch")
+        normalize(adata, n_top_genes=60, flavor="seurat_v3", batch_key="batch", hvg_per_batch=True)
 
 
 def test_normalize_refuses_a_missing_or_one_valued_batch_column(two_batches):
@@ -456,9 +456,10 @@ def test_scvi_gets_the_batch_as_its_covariate(two_batches, fake_scvi):
     assert fake_scvi.setup["kwargs"]["batch_key"] is None
 
 
-def test_prepare_with_a_batch_key_ranks_genes_per_batch_and_corrects_the_pcs():
-    """``scdsec.pp.prepare(adata, batch_key=)`` is the two steps given the key: per-batch
-    HVGs, Harmony's PCs under ``X_pca_harmony`` and the graph on them."""
+def test_prepare_with_a_batch_key_passes_it_to_both_steps():
+    """``scdsec.pp.prepare(adata, batch_key=)`` is the two steps given the key: the genes
+    ranked as the normalize settings say, Harmony's PCs under ``X_pca_harmony`` and the graph
+    on them."""
     from scdsec import pp
     from scdsec.simulate import simulate_counts
 
@@ -467,6 +468,7 @@ def test_prepare_with_a_batch_key_ranks_genes_per_batch_and_corrects_the_pcs():
         raw, batch_key="batch", normalize_params={"n_top_genes": 100}, graph={"n_neighbors": 10}
     )
     assert prepared.uns["scdsec_preprocess"]["batch_key"] == "batch"
+    assert prepared.uns["scdsec_preprocess"]["hvg_per_batch"] is False  # the default
     assert prepared.uns["scdsec_graph"]["use_rep"] == "X_pca_harmony"
     assert prepared.obsm["X_pca_harmony"].shape == prepared.obsm["X_pca"].shape
     plain = pp.prepare(raw, normalize_params={"n_top_genes": 100}, graph={"n_neighbors": 10})
