@@ -239,7 +239,9 @@ def _cluster(args: argparse.Namespace) -> None:
 
         try:
             if args.batch_pattern is not None:
-                batch_from_cell_names(adata, args.batch_pattern, args.batch_key)
+                batch_from_cell_names(
+                    adata, args.batch_pattern, args.batch_key, setting="--batch-pattern"
+                )
             check_batch_key(adata.obs, args.batch_key, setting="--batch-key")
         except InputError as err:
             raise InputError(f"{args.input}: {err}") from None

@@ -224,7 +224,8 @@ def import_dataset(
         from .io.metadata import batch_from_cell_names
 
         with _named(f"dataset {name}"):
-            batch_from_cell_names(adata, str(pattern), str(batch_key))
+            setting = f"datasets.{name}.batch_pattern"
+            batch_from_cell_names(adata, str(pattern), str(batch_key), setting=setting)
     check_cells(adata, output, n_neighbors=n_neighbors, n_clusters=n_clusters, cells="cells")
     if batch_key is not None:
         check_batch(adata, output, batch_key)

@@ -57,6 +57,9 @@ def cluster(
         :class:`scdsec.model.SCDSEC`). The graph and the PCA the centres start from are the
         ones ``adata`` holds (a corrected PCA when the graph step built the graph on one).
         Recorded in ``uns[key_added]["batch_key"]`` (None without one). Default: no batch.
+        A key other than the one the graph was corrected for
+        (``uns['scdsec_graph']['batch_key']``, from :func:`scdsec.pp.prepare`) is logged as
+        a warning, so is none when the graph was corrected.
     n_runs
         Size of the ensemble. 1 (default): one model. 3 or more: ``n_runs`` models with the
         seeds :func:`scdsec.consensus.ensemble_seeds` ``(seed, n_runs)``, each stored under
@@ -94,6 +97,7 @@ def cluster(
         ``device="cuda"`` without a visible CUDA device.
     """
     seeds = ensemble_seeds(seed, n_runs)
+    _warn_on_another_batch_key(adata, batch_key)
     if n_runs == 2:
         raise ValueError("n_runs=2: two runs cannot outvote each other; use 1 or at least 3")
     estimated = n_clusters == "auto"
@@ -147,6 +151,22 @@ def cluster(
     if batch_key is not None:
         adata.uns[key_added]["batch_categories"] = adata.uns[runs[0]]["batch_categories"]
     return first
+
+
+def _warn_on_another_batch_key(adata: ad.AnnData, batch_key: str | None) -> None:
+    """Warn when ``batch_key`` differs from the key the graph was built with: a graph
+    corrected for one batch column and a decoder conditioned on another (or on none) is
+    seldom what was meant."""
+    graph = adata.uns.get("scdsec_graph")
+    prepared = graph.get("batch_key") if isinstance(graph, Mapping) else None
+    if prepared is not None and batch_key != prepared:
+        logger.warning(
+            "the graph was built with batch_key %r (scdsec.pp.prepare) but cluster has "
+            "batch_key=%r: pass batch_key=%r to condition the decoder on the same batches",
+            prepared,
+            batch_key,
+            prepared,
+        )
 
 
 def _remove_results(adata: ad.AnnData, key: str) -> None:

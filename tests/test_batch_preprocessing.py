@@ -223,7 +223,9 @@ def _with_batch_specific_genes(
 def test_hvgs_per_batch_leave_out_genes_that_only_differ_between_batches(flavor, mean):
     adata, specific = _with_batch_specific_genes(mean=mean)
     pooled = normalize(adata, n_top_genes=40, flavor=flavor)
-    per_batch = normalize(adata, n_top_genes=40, flavor=flavor, batch_key="batch", hvg_per_batch=True)
+    per_batch = normalize(
+        adata, n_top_genes=40, flavor=flavor, batch_key="batch", hvg_per_batch=True
+    )
     off = normalize(adata, n_top_genes=40, flavor=flavor, batch_key="batch", hvg_per_batch=False)
     assert set(specific) <= set(pooled.var_names)
     assert not set(specific) & set(per_batch.var_names)
@@ -284,7 +286,9 @@ def test_cell_ranger_per_batch_merges_coinciding_bins(mostly_zero_genes):
 
     adata = mostly_zero_genes.copy()
     adata.obs["batch"] = np.where(np.arange(adata.n_obs) % 2, "b", "a")
-    out = normalize(adata, n_top_genes=150, flavor="cell_ranger", batch_key="batch", hvg_per_batch=True)
+    out = normalize(
+        adata, n_top_genes=150, flavor="cell_ranger", batch_key="batch", hvg_per_batch=True
+    )
     assert out.n_vars == 150
     assert np.isfinite(out.X).all()
     lognorm = normalize(adata, n_top_genes=10_000).layers["log1p"]
@@ -473,3 +477,23 @@ def test_prepare_with_a_batch_key_passes_it_to_both_steps():
     assert prepared.obsm["X_pca_harmony"].shape == prepared.obsm["X_pca"].shape
     plain = pp.prepare(raw, normalize_params={"n_top_genes": 100}, graph={"n_neighbors": 10})
     assert "X_pca_harmony" not in plain.obsm and "batch_key" not in plain.uns["scdsec_preprocess"]
+
+
+def test_cluster_warns_when_its_batch_key_is_not_the_graphs(caplog):
+    """A graph corrected for one batch column and a model given another key (or none) is
+    logged as a warning naming both; the same key is silent."""
+    from scdsec import pp, tl
+    from scdsec.simulate import simulate_counts
+
+    raw = simulate_counts(200, 150, 3, seed=0, batches=2)
+    prepared = pp.prepare(
+        raw, batch_key="batch", normalize_params={"n_top_genes": 80}, graph={"n_neighbors": 8}
+    )
+    short = {"model": {"dims": [16, 4]}, "train": {"pretrain_epochs": 2, "epochs": 2}}
+    with caplog.at_level("WARNING", logger="scdsec"):
+        tl.cluster(prepared, 3, params=short)
+    assert "batch_key 'batch'" in caplog.text and "batch_key=None" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scdsec"):
+        tl.cluster(prepared, 3, params=short, batch_key="batch")
+    assert "batch_key" not in caplog.text

@@ -121,3 +121,12 @@ def test_a_run_with_a_batch_key_scores_mixing_and_draws_the_batches(tmp_path):
     assert not np.allclose(graph.obsm["X_pca"], graph.obsm["X_pca_harmony"])
     params = (run / "params.yaml").read_text()
     assert "batch_key: batch" in params
+
+
+@pytest.mark.parametrize(("pattern", "problem"), [("^p", "has no group"), ("^(p", "not a regular")])
+def test_a_batch_pattern_that_cannot_work_stops_before_any_job(tmp_path, pattern, problem):
+    write_config(tmp_path, with_batches(TINY, batch_key="plate", batch_pattern=pattern))
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "datasets.demo.batch_pattern" in text and problem in text

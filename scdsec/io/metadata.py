@@ -172,12 +172,16 @@ def read_counts_with_metadata(
     return adata
 
 
-def batch_from_cell_names(adata: ad.AnnData, pattern: str, batch_key: str) -> None:
+def batch_from_cell_names(
+    adata: ad.AnnData, pattern: str, batch_key: str, *, setting: str = "batch_pattern"
+) -> None:
     """Write each cell's batch, the first group of ``pattern`` searched in its name, to
     ``adata.obs[batch_key]`` (categorical), in place.
 
     For files that keep the sample, plate or donor only in the cell names, e.g. ``p1:A1``
     with the pattern ``^([^:]+):``, or a 10x barcode's suffix ``AAAC…-1`` with ``-(\\d+)$``.
+    ``setting`` is how the messages name the pattern (``datasets.<name>.batch_pattern``,
+    ``--batch-pattern``).
 
     Raises
     ------
@@ -189,21 +193,21 @@ def batch_from_cell_names(adata: ad.AnnData, pattern: str, batch_key: str) -> No
     try:
         regex = re.compile(pattern)
     except re.error as err:
-        raise InputError(f"batch_pattern {pattern!r} is not a regular expression: {err}") from None
+        raise InputError(f"{setting} '{pattern}' is not a regular expression: {err}") from None
     if regex.groups < 1:
         raise InputError(
-            f"batch_pattern {pattern!r} has no group: put the batch in parentheses, e.g. ^([^:]+):"
+            f"{setting} '{pattern}' has no group: put the batch in parentheses, e.g. ^([^:]+):"
         )
     if batch_key in adata.obs.columns:
         raise InputError(
-            f"batch_pattern: obs[{batch_key!r}] already exists; name the batch_key of the "
-            "pattern's column otherwise, or use the existing column without batch_pattern"
+            f"{setting}: obs[{batch_key!r}] already exists; give the batch key another name "
+            f"for the column the pattern makes, or use the existing column without {setting}"
         )
     found = [regex.search(str(name)) for name in adata.obs_names]
     missing = [str(n) for n, m in zip(adata.obs_names, found, strict=True) if m is None]
     if missing:
         raise InputError(
-            f"batch_pattern {pattern!r} matches no part of {len(missing)} of {adata.n_obs} "
+            f"{setting} '{pattern}' matches no part of {len(missing)} of {adata.n_obs} "
             f"cell names (e.g. {missing[0]!r})"
         )
     batches = [m.group(1) for m in found]

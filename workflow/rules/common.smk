@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -78,6 +79,16 @@ for _name, _entry in config["datasets"].items():
             f"datasets.{_name}.batch_pattern",
             "name the column it makes with batch_key (e.g. batch_key: plate)",
         )
+    if _entry.get("batch_pattern") is not None:
+        try:
+            _groups = re.compile(_entry["batch_pattern"]).groups
+        except re.error as _err:
+            _config_error(f"datasets.{_name}.batch_pattern", f"not a regular expression: {_err}")
+        if _groups < 1:
+            _config_error(
+                f"datasets.{_name}.batch_pattern",
+                "has no group: put the batch in parentheses, e.g. '^([^:]+):'",
+            )
 
 # What a dataset's cells must hold is checked here, before any job, where the config tells the
 # cells (a simulated dataset) or a local .h5ad's index does; other files' cells are checked as
