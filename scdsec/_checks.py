@@ -84,7 +84,7 @@ def h5ad_n_obs(path) -> int | None:
         return None
 
 
-def check_batch_key(obs, key: str, *, setting: str = "batch_key"):
+def check_batch_key(obs, key: str, *, setting: str = "batch_key", min_batches: int = 2):
     """The batches of the cells: ``obs[key]`` as a categorical of strings, checked.
 
     The one check of a batch column (scanpy's and scvi-tools' ``batch_key``: a sample, donor,
@@ -100,6 +100,9 @@ def check_batch_key(obs, key: str, *, setting: str = "batch_key"):
     setting
         The setting the user changes, as the message names it (``"batch_key"``,
         ``"datasets.pbmc.batch_key"``, ``"--batch-key"``).
+    min_batches
+        The fewest batches the cells may hold: 2 for a batch key given to fit (one batch is
+        no batch), 1 for new cells of a model that knows its batches already.
 
     Returns
     -------
@@ -109,8 +112,9 @@ def check_batch_key(obs, key: str, *, setting: str = "batch_key"):
     Raises
     ------
     InputError
-        ``key`` is not a column of ``obs``, a cell has no batch (NaN, None, empty), or all
-        cells share one batch; one line naming the column and what is wrong with it.
+        ``key`` is not a column of ``obs``, a cell has no batch (NaN, None, empty), or the
+        cells hold fewer than ``min_batches`` batches; one line naming the column and what
+        is wrong with it.
     """
     import pandas as pd
 
@@ -133,7 +137,7 @@ def check_batch_key(obs, key: str, *, setting: str = "batch_key"):
         )
     text = values.astype(str).to_numpy()
     batches = sorted(set(text))
-    if len(batches) < 2:
+    if len(batches) < min_batches:
         one = f"one value ({batches[0]!r})" if batches else "no values (no cells)"
         raise InputError(
             f"obs[{key!r}] has {one}: a batch key needs at least 2 batches "

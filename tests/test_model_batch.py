@@ -123,14 +123,14 @@ def test_a_batch_key_without_the_covariate_trains_exactly_as_no_batch_key(prepar
 @pytest.mark.parametrize(
     ("spoil", "message"),
     [
-        (lambda obs: obs.drop(columns="donor"), r"adata.obs\['donor'\] is missing"),
+        (lambda obs: obs.drop(columns="donor"), r"obs has no column 'donor'"),
         (
             lambda obs: obs.assign(
                 donor=obs["donor"].astype(object).where(obs.index != obs.index[5])
             ),
-            r"adata.obs\['donor'\] has 1 missing value",
+            r"obs\['donor'\] has no batch for 1 of",
         ),
-        (lambda obs: obs.assign(donor="a"), r"adata.obs\['donor'\] has one value \('a'\)"),
+        (lambda obs: obs.assign(donor="a"), r"obs\['donor'\] has one value \('a'\)"),
     ],
 )
 def test_a_bad_batch_column_is_refused_naming_it(prepared, spoil, message):
@@ -166,7 +166,7 @@ def test_new_cells_need_the_models_batch_column_and_known_batches(prepared):
     )
     without = prepared.copy()
     del without.obs["donor"]
-    with pytest.raises(InputError, match=r"adata.obs\['donor'\] is missing"):
+    with pytest.raises(InputError, match=r"obs has no column 'donor'"):
         model.predict(without)
     unknown = prepared.copy()
     unknown.obs["donor"] = unknown.obs["donor"].astype(str).replace("c", "d")

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
+from .._checks import check_batch_key
 from .._errors import InputError
 from ._graph import normalize_adjacency, pair_keys, to_torch_sparse, upper_edges
 
@@ -182,41 +184,25 @@ def read_batch_codes(
     Raises
     ------
     InputError
-        If the column is missing, holds missing values (NaN/None), has fewer than 2 distinct
-        values (``categories`` None), or holds batches not in ``categories``; the message names
-        the column.
+        If the column is missing, holds missing values (NaN, None, empty), has fewer than 2
+        distinct values (``categories`` None) — :func:`scdsec._checks.check_batch_key`, the
+        check every step makes — or holds batches not in ``categories``.
     """
-    if not isinstance(batch_key, str) or not batch_key:
-        raise InputError(f"batch_key must name a column of adata.obs, got {batch_key!r}")
-    where = f"adata.obs[{batch_key!r}]"
-    if batch_key not in adata.obs.columns:
-        shown = ", ".join(repr(str(c)) for c in list(adata.obs.columns)[:10]) or "none"
-        raise InputError(f"{where} is missing: batch_key names no obs column (columns: {shown})")
-    column = adata.obs[batch_key]
-    missing = int(column.isna().sum())
-    if missing:
-        raise InputError(
-            f"{where} has {missing} missing value(s) (NaN) of {len(column)}: every cell needs "
-            "a batch"
-        )
-    values = column.astype(str).to_numpy()
-    present = sorted(set(values))
+    # new cells of a trained model may come from one of its batches only
+    batches = check_batch_key(adata.obs, batch_key, min_batches=2 if categories is None else 1)
     if categories is None:
-        if len(present) < 2:
-            only = f"one value ({present[0]!r})" if present else "no values"
-            raise InputError(f"{where} has {only}: a batch key needs at least 2 batches")
-        categories = present
+        categories = [str(c) for c in batches.categories]
     else:
         categories = [str(c) for c in categories]
-        unknown = sorted(set(present) - set(categories))
+        unknown = sorted(set(batches.categories) - set(categories))
         if unknown:
             raise InputError(
-                f"{where} holds batches the model was not trained on: {unknown[:10]} "
-                f"(it knows {categories[:10]}{' …' if len(categories) > 10 else ''})"
+                f"adata.obs[{batch_key!r}] holds batches the model was not trained on: "
+                f"{unknown[:10]} (it knows {categories[:10]}"
+                f"{' …' if len(categories) > 10 else ''})"
             )
-    position = {c: i for i, c in enumerate(categories)}
-    codes = np.fromiter((position[v] for v in values), dtype=np.int64, count=len(values))
-    return codes, categories
+    codes = pd.Categorical(np.asarray(batches), categories=categories).codes
+    return np.asarray(codes, dtype=np.int64), categories
 
 
 def _gene_order(adata: ad.AnnData, genes: list[str]) -> np.ndarray | None:
