@@ -11,20 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import only_file, snakemake, write_config
-
-TINY = {
-    "run": ["demo"],
-    "datasets": {
-        "demo": {
-            "simulate": {"cells": 300, "genes": 200, "types": 3, "separation": 1.0},
-            "labels": "cell_type",
-            "n_clusters": 3,
-        }
-    },
-    "normalize": {"n_top_genes": 100},
-    "graph": {"n_neighbors": 10, "n_pcs": 10},
-}
+from workflow_helpers import TINY, only_file, snakemake, write_config
 
 
 def with_batches(config: dict, **entry) -> dict:

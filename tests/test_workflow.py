@@ -16,6 +16,7 @@ from conftest import ROOT
 from env_imports import assert_envs_hold_recorded_imports, recording_env
 from workflow_helpers import (
     SNAKEMAKE,
+    TINY,
     only_file,
     planned_jobs,
     planned_path,
@@ -29,19 +30,6 @@ def run_folder(workdir: Path, method: str = "scdsec", seed: int = 0, dataset: st
     """The one run folder results/{dataset}/{method}/{params}/seed{seed} in ``workdir``."""
     return only_file(workdir / "results" / dataset / method, f"*/seed{seed}")
 
-
-TINY = {
-    "run": ["demo"],
-    "datasets": {
-        "demo": {
-            "simulate": {"cells": 300, "genes": 200, "types": 3, "separation": 1.0},
-            "labels": "cell_type",
-            "n_clusters": 3,
-        }
-    },
-    "normalize": {"n_top_genes": 100},
-    "graph": {"n_neighbors": 10, "n_pcs": 10},
-}
 
 #: The demo that :func:`demo_run` trains: long enough to be killed between checkpoints.
 DEMO = {

@@ -14,6 +14,20 @@ from conftest import ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
+#: A demo small enough for dry runs and short whole runs: 300 simulated cells of 3 types.
+TINY = {
+    "run": ["demo"],
+    "datasets": {
+        "demo": {
+            "simulate": {"cells": 300, "genes": 200, "types": 3, "separation": 1.0},
+            "labels": "cell_type",
+            "n_clusters": 3,
+        }
+    },
+    "normalize": {"n_top_genes": 100},
+    "graph": {"n_neighbors": 10, "n_pcs": 10},
+}
+
 
 def snakemake(
     workdir: Path, *args: str, check: bool = True, env: dict | None = None
